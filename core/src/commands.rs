@@ -1,0 +1,215 @@
+//! Messages on the log: the commands the api publishes, the replies the workers send back, and the
+//! payment events the outbox relay publishes. Both sides build against these types, so a field cannot drift.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::problem::Problem;
+
+/// What a request asks for; also its `kind` on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CommandKind {
+    Join,
+    Hold,
+    Release,
+    Pay,
+}
+
+impl CommandKind {
+    pub const ALL: [CommandKind; 4] = [Self::Join, Self::Hold, Self::Release, Self::Pay];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Join => "JOIN",
+            Self::Hold => "HOLD",
+            Self::Release => "RELEASE",
+            Self::Pay => "PAY",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// The body of a command. Ids that decide the partition (concert for joins, date for the rest) are carried
+/// so the worker never has to look them up to know where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Command {
+    Join { concert_id: Uuid },
+    Hold { concert_id: Uuid, date_id: Uuid, seat_no: i32, queue_seq: i64 },
+    Release { concert_id: Uuid, date_id: Uuid, hold_id: Uuid },
+    Pay { concert_id: Uuid, date_id: Uuid, hold_id: Uuid, queue_seq: i64 },
+}
+
+impl Command {
+    pub fn kind(&self) -> CommandKind {
+        match self {
+            Self::Join { .. } => CommandKind::Join,
+            Self::Hold { .. } => CommandKind::Hold,
+            Self::Release { .. } => CommandKind::Release,
+            Self::Pay { .. } => CommandKind::Pay,
+        }
+    }
+
+    /// Everything that competes for the same rows lands on one partition: a concert's waiting room for
+    /// joins, a concert date's seats for holds, releases and payments.
+    pub fn partition_key(&self) -> Uuid {
+        match self {
+            Self::Join { concert_id } => *concert_id,
+            Self::Hold { date_id, .. } | Self::Release { date_id, .. } | Self::Pay { date_id, .. } => *date_id,
+        }
+    }
+
+    /// A digest of what was asked, to tell a retry from an idempotency key reused for something else.
+    pub fn fingerprint(&self) -> String {
+        let json = serde_json::to_vec(self).expect("commands serialise");
+        let digest = Sha256::digest(json);
+        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// A command as it sits on the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandEnvelope {
+    pub request_id: Uuid,
+    pub user_id: Uuid,
+    pub submitted_at: DateTime<Utc>,
+    pub fingerprint: String,
+    pub command: Command,
+}
+
+impl CommandEnvelope {
+    pub fn new(request_id: Uuid, user_id: Uuid, command: Command) -> Self {
+        Self { request_id, user_id, submitted_at: Utc::now(), fingerprint: command.fingerprint(), command }
+    }
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Outcome {
+    Succeeded { result: serde_json::Value },
+    Failed { error: Problem },
+}
+
+/// A command's outcome on the reply topic; the same thing is stored in the `requests` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub request_id: Uuid,
+    pub user_id: Uuid,
+    pub kind: CommandKind,
+    pub fingerprint: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// `result` of a JOIN: the place in line. The api turns it into a signed queue token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinResult {
+    pub concert_id: Uuid,
+    pub seq: i64,
+    pub joined_at: DateTime<Utc>,
+}
+
+/// `result` of a HOLD.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HoldResult {
+    pub hold_id: Uuid,
+    pub date_id: Uuid,
+    pub seat_no: i32,
+    pub price: i64,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// `result` of a RELEASE.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReleaseResult {
+    pub hold_id: Uuid,
+    pub date_id: Uuid,
+    pub seat_no: i32,
+    pub released_at: DateTime<Utc>,
+}
+
+/// `result` of a PAY.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PaymentResult {
+    pub payment_id: Uuid,
+    pub reservation_id: Uuid,
+    pub amount: i64,
+    pub date_id: Uuid,
+    pub seat_no: i32,
+    pub paid_at: DateTime<Utc>,
+}
+
+/// Published on the payment events topic, keyed by `reservation_id`. Delivery is at least once:
+/// consumers drop repeats by `event_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PaymentEvent {
+    pub event_id: Uuid,
+    /// Always `payment.completed` in this version.
+    pub event_type: String,
+    pub occurred_at: DateTime<Utc>,
+    pub payment_id: Uuid,
+    pub reservation_id: Uuid,
+    pub hold_id: Uuid,
+    pub user_id: Uuid,
+    pub concert_id: Uuid,
+    pub date_id: Uuid,
+    pub seat_no: i32,
+    pub amount: i64,
+}
+
+impl PaymentEvent {
+    pub const TYPE: &'static str = "payment.completed";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_wire_form_is_tagged_by_kind() {
+        let c = Command::Hold { concert_id: Uuid::nil(), date_id: Uuid::nil(), seat_no: 7, queue_seq: 3 };
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["kind"], "HOLD");
+        assert_eq!(v["seat_no"], 7);
+        assert_eq!(serde_json::from_value::<Command>(v).unwrap(), c);
+    }
+
+    #[test]
+    fn fingerprint_tells_bodies_apart() {
+        let a = Command::Hold { concert_id: Uuid::nil(), date_id: Uuid::nil(), seat_no: 7, queue_seq: 3 };
+        let b = Command::Hold { concert_id: Uuid::nil(), date_id: Uuid::nil(), seat_no: 8, queue_seq: 3 };
+        assert_eq!(a.fingerprint(), a.clone().fingerprint());
+        assert_ne!(a.fingerprint(), b.fingerprint());
+    }
+
+    #[test]
+    fn reply_flattens_outcome() {
+        let r = Reply {
+            request_id: Uuid::nil(),
+            user_id: Uuid::nil(),
+            kind: CommandKind::Pay,
+            fingerprint: "f".into(),
+            outcome: Outcome::Succeeded { result: serde_json::json!({"x": 1}) },
+        };
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["status"], "SUCCEEDED");
+        assert_eq!(v["result"]["x"], 1);
+        assert_eq!(serde_json::from_value::<Reply>(v).unwrap(), r);
+    }
+
+    #[test]
+    fn partition_key_is_concert_for_joins_and_date_for_seats() {
+        let (c, d) = (Uuid::new_v4(), Uuid::new_v4());
+        assert_eq!(Command::Join { concert_id: c }.partition_key(), c);
+        let hold = Command::Hold { concert_id: c, date_id: d, seat_no: 1, queue_seq: 1 };
+        assert_eq!(hold.partition_key(), d);
+    }
+}
