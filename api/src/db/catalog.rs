@@ -1,0 +1,145 @@
+//! Concerts, their dates and seats: the admin's writes and the buyers' reads.
+
+use chrono::{DateTime, Utc};
+use concert_core::admission::DEFAULT_POLICY;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+#[derive(sqlx::FromRow)]
+pub struct ConcertRow {
+    pub concert_id: Uuid,
+    pub title: String,
+    pub venue: String,
+}
+
+pub async fn concerts(pool: &PgPool) -> Result<Vec<ConcertRow>, sqlx::Error> {
+    sqlx::query_as("SELECT concert_id, title, venue FROM concerts ORDER BY created_at, concert_id").fetch_all(pool).await
+}
+
+pub async fn concert_exists(pool: &PgPool, concert_id: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM concerts WHERE concert_id = $1)")
+        .bind(concert_id)
+        .fetch_one(pool)
+        .await
+}
+
+pub struct NewDate {
+    pub date_id: Uuid,
+    pub starts_at: DateTime<Utc>,
+    pub seats: i32,
+    pub price: i64,
+}
+
+/// Creates the concert, its waiting room with the default policy, its dates and every seat, atomically.
+pub async fn create_concert(pool: &PgPool, concert_id: Uuid, title: &str, venue: &str, dates: &[NewDate]) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("INSERT INTO concerts (concert_id, title, venue) VALUES ($1, $2, $3)")
+        .bind(concert_id)
+        .bind(title)
+        .bind(venue)
+        .execute(&mut *tx)
+        .await?;
+    let p = DEFAULT_POLICY;
+    sqlx::query(
+        "INSERT INTO waiting_rooms (concert_id, max_active_users, admit_per_interval, interval_seconds, \
+         active_seconds, hold_seconds) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(concert_id)
+    .bind(p.max_active_users)
+    .bind(p.admit_per_interval)
+    .bind(p.interval_seconds)
+    .bind(p.active_seconds)
+    .bind(p.hold_seconds)
+    .execute(&mut *tx)
+    .await?;
+    for d in dates {
+        sqlx::query("INSERT INTO concert_dates (date_id, concert_id, starts_at, total_seats) VALUES ($1, $2, $3, $4)")
+            .bind(d.date_id)
+            .bind(concert_id)
+            .bind(d.starts_at)
+            .bind(d.seats)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO seats (date_id, seat_no, price) SELECT $1, n, $2 FROM generate_series(1, $3) AS n")
+            .bind(d.date_id)
+            .bind(d.price)
+            .bind(d.seats)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
+}
+
+#[derive(sqlx::FromRow)]
+pub struct DateRow {
+    pub date_id: Uuid,
+    pub starts_at: DateTime<Utc>,
+    pub available_seats: i64,
+    pub total_seats: i32,
+}
+
+/// The concert's dates that have not started, with seats free right now (unsold, and unheld or lapsed).
+pub async fn open_dates(pool: &PgPool, concert_id: Uuid) -> Result<Vec<DateRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT d.date_id, d.starts_at, d.total_seats, \
+                count(*) FILTER (WHERE s.reservation_id IS NULL AND (s.hold_expires_at IS NULL OR s.hold_expires_at <= now())) AS available_seats \
+         FROM concert_dates d JOIN seats s ON s.date_id = d.date_id \
+         WHERE d.concert_id = $1 AND d.starts_at > now() \
+         GROUP BY d.date_id ORDER BY d.starts_at, d.date_id",
+    )
+    .bind(concert_id)
+    .fetch_all(pool)
+    .await
+}
+
+#[derive(sqlx::FromRow)]
+pub struct SeatRow {
+    pub seat_no: i32,
+    pub price: i64,
+    pub sold: bool,
+    pub hold_expires_at: Option<DateTime<Utc>>,
+}
+
+/// Every seat of a date with the facts its status is decided on, and the database's clock.
+pub async fn seats(pool: &PgPool, date_id: Uuid) -> Result<(DateTime<Utc>, Vec<SeatRow>), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()").fetch_one(&mut *tx).await?;
+    let seats = sqlx::query_as(
+        "SELECT seat_no, price, reservation_id IS NOT NULL AS sold, hold_expires_at FROM seats \
+         WHERE date_id = $1 ORDER BY seat_no",
+    )
+    .bind(date_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((now, seats))
+}
+
+/// Which concert a date belongs to, and how many seats it has.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct DateInfo {
+    pub concert_id: Uuid,
+    pub total_seats: i32,
+}
+
+pub async fn date_info(pool: &PgPool, date_id: Uuid) -> Result<Option<DateInfo>, sqlx::Error> {
+    sqlx::query_as("SELECT concert_id, total_seats FROM concert_dates WHERE date_id = $1")
+        .bind(date_id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// What the api needs of a hold to route a release or payment to its partition.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct HoldRoute {
+    pub user_id: Uuid,
+    pub concert_id: Uuid,
+    pub date_id: Uuid,
+}
+
+pub async fn hold_route(pool: &PgPool, hold_id: Uuid) -> Result<Option<HoldRoute>, sqlx::Error> {
+    sqlx::query_as("SELECT user_id, concert_id, date_id FROM holds WHERE hold_id = $1")
+        .bind(hold_id)
+        .fetch_optional(pool)
+        .await
+}

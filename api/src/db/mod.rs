@@ -1,0 +1,6 @@
+//! Every SQL statement the api runs, grouped by what it touches.
+
+pub mod catalog;
+pub mod requests;
+pub mod rooms;
+pub mod users;

@@ -1,0 +1,88 @@
+//! The one error type of the HTTP edge. Every failure renders as an RFC 9457 problem document with a stable
+//! `code`; a 5xx never shows internals (they go to the log).
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use concert_core::{ErrorCode, Problem};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A decided failure, shown to the client as is.
+    #[error("{0}")]
+    Problem(Box<Problem>),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("broker: {0}")]
+    Broker(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self::Problem(Box::new(Problem::new(code, detail)))
+    }
+
+    pub fn validation(detail: impl Into<String>) -> Self {
+        Self::new(ErrorCode::ValidationFailed, detail)
+    }
+
+    fn into_problem(self) -> Problem {
+        match self {
+            Self::Problem(p) => *p,
+            Self::Database(err) if concert_core::db::is_transient(&err) => {
+                tracing::warn!(error = %err, "database unavailable");
+                Problem::new(ErrorCode::Unavailable, "the service is temporarily unavailable, try again shortly")
+            }
+            Self::Database(err) => match concert_core::db::violated_constraint(&err).as_deref().and_then(constraint_code) {
+                Some(code) => Problem::new(code, "the request conflicts with the current state"),
+                None => {
+                    tracing::error!(error = %err, "database error");
+                    Problem::new(ErrorCode::Internal, "an internal error occurred")
+                }
+            },
+            Self::Broker(err) => {
+                tracing::warn!(error = %err, "broker unavailable");
+                Problem::new(ErrorCode::Unavailable, "the service is temporarily unavailable, try again shortly")
+            }
+            Self::Internal(err) => {
+                tracing::error!(error = ?err, "internal error");
+                Problem::new(ErrorCode::Internal, "an internal error occurred")
+            }
+        }
+    }
+}
+
+/// Constraint names that mean a domain conflict rather than a bug.
+fn constraint_code(name: &str) -> Option<ErrorCode> {
+    match name {
+        "balance_not_negative" => Some(ErrorCode::InsufficientBalance),
+        "seat_sold_once" => Some(ErrorCode::SeatUnavailable),
+        "hold_paid_once" | "reservation_per_hold" => Some(ErrorCode::AlreadyPaid),
+        _ => None,
+    }
+}
+
+impl From<Problem> for ApiError {
+    fn from(p: Problem) -> Self {
+        Self::Problem(Box::new(p))
+    }
+}
+
+/// Renders a problem document with its status and media type.
+pub fn problem_response(problem: &Problem) -> Response {
+    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, axum::Json(problem)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        problem_response(&self.into_problem())
+    }
+}

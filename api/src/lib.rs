@@ -1,0 +1,23 @@
+//! The thin HTTP front of the booking service. It authenticates, validates and publishes commands to the
+//! log, answers from the reply topic (or the stored outcome), and serves reads straight from Postgres.
+//!
+//! Where things are: `routes/` handles requests (one module per area), `submit` publishes commands and waits
+//! for outcomes, `queue_gate` decides who is admitted, `db/` holds every SQL statement, `rooms` and `replies`
+//! are the in-memory caches fed by Postgres and the reply topic.
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod http_metrics;
+pub mod openapi;
+pub mod queue_gate;
+pub mod replies;
+pub mod rooms;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod submit;
+
+pub use config::ApiConfig;
+pub use startup::{app, Application};

@@ -1,0 +1,220 @@
+//! The reply path: every api instance reads the whole reply topic into a bounded, expiring map and wakes the
+//! requests waiting for an outcome (`Prefer: wait`). When the map does not have an outcome (another instance
+//! restarted, the reply came before this instance started) the stored outcome in Postgres answers instead.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use concert_core::commands::Reply;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio::sync::{oneshot, watch};
+use uuid::Uuid;
+
+/// Outcomes seen on the reply topic, and the requests waiting for theirs.
+pub struct ReplyHub {
+    inner: Mutex<Inner>,
+    capacity: usize,
+    ttl: Duration,
+}
+
+#[derive(Default)]
+struct Inner {
+    done: HashMap<Uuid, Reply>,
+    order: VecDeque<(Instant, Uuid)>,
+    waiters: HashMap<Uuid, Vec<oneshot::Sender<Reply>>>,
+}
+
+impl ReplyHub {
+    pub fn new(capacity: usize, ttl: Duration) -> Self {
+        Self { inner: Mutex::new(Inner::default()), capacity, ttl }
+    }
+
+    /// The outcome, if this instance has seen it.
+    pub fn get(&self, request_id: Uuid) -> Option<Reply> {
+        self.inner.lock().expect("reply hub lock").done.get(&request_id).cloned()
+    }
+
+    /// A receiver that gets the outcome of `request_id`. Subscribe before publishing the command, so a fast
+    /// reply cannot slip past.
+    pub fn subscribe(&self, request_id: Uuid) -> oneshot::Receiver<Reply> {
+        let (tx, rx) = oneshot::channel();
+        let mut inner = self.inner.lock().expect("reply hub lock");
+        match inner.done.get(&request_id) {
+            Some(reply) => {
+                let _ = tx.send(reply.clone());
+            }
+            None => inner.waiters.entry(request_id).or_default().push(tx),
+        }
+        rx
+    }
+
+    /// Records an outcome and wakes its waiters.
+    pub fn publish(&self, reply: Reply) {
+        let now = Instant::now();
+        let mut inner = self.inner.lock().expect("reply hub lock");
+        for waiter in inner.waiters.remove(&reply.request_id).unwrap_or_default() {
+            let _ = waiter.send(reply.clone());
+        }
+        if inner.done.insert(reply.request_id, reply.clone()).is_none() {
+            inner.order.push_back((now, reply.request_id));
+        }
+        self.evict(&mut inner, now);
+    }
+
+    /// Drops outcomes past their time or beyond capacity, and waiters that gave up.
+    pub fn prune(&self) {
+        let mut inner = self.inner.lock().expect("reply hub lock");
+        inner.waiters.retain(|_, senders| {
+            senders.retain(|s| !s.is_closed());
+            !senders.is_empty()
+        });
+        self.evict(&mut inner, Instant::now());
+    }
+
+    fn evict(&self, inner: &mut Inner, now: Instant) {
+        while let Some(&(at, id)) = inner.order.front() {
+            if inner.order.len() <= self.capacity && now.duration_since(at) < self.ttl {
+                break;
+            }
+            inner.order.pop_front();
+            inner.done.remove(&id);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().expect("reply hub lock").done.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Reads the reply topic from its end on every partition (no consumer group: each instance reads it all)
+/// and feeds the hub. Reconnects on its own when the broker goes away.
+pub async fn run_reply_reader(
+    hub: std::sync::Arc<ReplyHub>,
+    brokers: String,
+    topic: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match read_replies(&hub, &brokers, &topic, &mut shutdown).await {
+            Ok(()) => return,
+            Err(err) => {
+                tracing::warn!(error = ?err, "reply reader failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn read_replies(
+    hub: &ReplyHub,
+    brokers: &str,
+    topic: &str,
+    shutdown: &mut watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let consumer: StreamConsumer = concert_core::kafka::client_config(brokers)
+        // A group id is required by the client but never joined: partitions are assigned by hand.
+        .set("group.id", format!("concert-api-replies-{}", Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .context("creating reply consumer")?;
+    let metadata = tokio::task::block_in_place(|| consumer.fetch_metadata(Some(topic), Duration::from_secs(5)))
+        .context("reading reply topic metadata")?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    anyhow::ensure!(!partitions.is_empty(), "reply topic {topic} has no partitions yet");
+    let mut assignment = TopicPartitionList::new();
+    for p in &partitions {
+        assignment.add_partition_offset(topic, *p, Offset::End).context("building assignment")?;
+    }
+    consumer.assign(&assignment).context("assigning reply partitions")?;
+    tracing::info!(topic, partitions = partitions.len(), "reading replies");
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return Ok(()),
+            message = consumer.recv() => {
+                let message = message.context("reading a reply")?;
+                let Some(payload) = message.payload() else { continue };
+                match serde_json::from_slice::<Reply>(payload) {
+                    Ok(reply) => hub.publish(reply),
+                    Err(err) => tracing::warn!(error = %err, offset = message.offset(), "undecodable reply skipped"),
+                }
+                metrics::gauge!("reply_last_offset", "partition" => message.partition().to_string())
+                    .set(message.offset() as f64);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use concert_core::commands::{CommandKind, Outcome};
+
+    fn reply(id: Uuid) -> Reply {
+        Reply {
+            request_id: id,
+            user_id: Uuid::nil(),
+            kind: CommandKind::Hold,
+            fingerprint: String::new(),
+            outcome: Outcome::Succeeded { result: serde_json::json!({}) },
+        }
+    }
+
+    #[tokio::test]
+    async fn waiter_is_woken_by_publish() {
+        let hub = ReplyHub::new(10, Duration::from_secs(60));
+        let id = Uuid::new_v4();
+        let rx = hub.subscribe(id);
+        hub.publish(reply(id));
+        assert_eq!(rx.await.unwrap().request_id, id);
+    }
+
+    #[tokio::test]
+    async fn late_subscriber_gets_stored_outcome() {
+        let hub = ReplyHub::new(10, Duration::from_secs(60));
+        let id = Uuid::new_v4();
+        hub.publish(reply(id));
+        assert_eq!(hub.subscribe(id).await.unwrap().request_id, id);
+    }
+
+    #[test]
+    fn capacity_bounds_the_map() {
+        let hub = ReplyHub::new(3, Duration::from_secs(60));
+        let ids: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+        for id in &ids {
+            hub.publish(reply(*id));
+        }
+        assert_eq!(hub.len(), 3);
+        assert!(hub.get(ids[0]).is_none());
+        assert!(hub.get(ids[4]).is_some());
+    }
+
+    #[test]
+    fn abandoned_waiters_are_pruned() {
+        let hub = ReplyHub::new(3, Duration::from_secs(60));
+        drop(hub.subscribe(Uuid::new_v4()));
+        hub.prune();
+        assert!(hub.inner.lock().unwrap().waiters.is_empty());
+    }
+}

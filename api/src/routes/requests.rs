@@ -1,0 +1,48 @@
+//! Polling a command's outcome.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use concert_core::ErrorCode;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiPath, AuthUser, PreferWait};
+use crate::state::AppState;
+use crate::submit::{self, decided, RequestDoc};
+
+/// The request's status and, once decided, its `result` or `error`. Only its submitter may read it.
+#[utoipa::path(get, path = "/v1/requests/{request_id}", tag = "requests",
+    params(("request_id" = Uuid, Path), ("Prefer" = Option<String>, Header)), security(("bearer" = [])),
+    responses((status = 200, body = RequestDoc), (status = 202, body = submit::Accepted), (status = 404, body = concert_core::Problem)))]
+pub async fn poll(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    ApiPath(request_id): ApiPath<Uuid>,
+    PreferWait(wait): PreferWait,
+) -> ApiResult<Response> {
+    // The id itself proves whose it is: no lookup needed to refuse a stranger.
+    let kind = state
+        .request_ids
+        .verify(user, request_id)
+        .ok_or_else(|| ApiError::new(ErrorCode::RequestNotFound, format!("you have no request {request_id}")))?;
+    let known = match wait {
+        Some(secs) if secs > 0 => {
+            let rx = state.replies.subscribe(request_id);
+            match submit::known_outcome(&state, request_id).await? {
+                Some(reply) => Some(reply),
+                None => submit::await_outcome(&state, request_id, rx, Duration::from_secs(secs)).await?,
+            }
+        }
+        _ => submit::known_outcome(&state, request_id).await?,
+    };
+    Ok(match (known, wait) {
+        (Some(reply), Some(secs)) if secs > 0 => decided(&state, reply),
+        (Some(reply), _) => (StatusCode::OK, Json(RequestDoc::from_reply(&state, reply))).into_response(),
+        (None, Some(secs)) if secs > 0 => submit::accepted(request_id),
+        (None, _) => (StatusCode::OK, Json(RequestDoc::pending(request_id, kind))).into_response(),
+    })
+}

@@ -1,0 +1,179 @@
+//! Sign-up, balance, charges, history and reservations.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use concert_core::seats::check_charge_amount;
+use concert_core::token::AccessClaims;
+use concert_core::ErrorCode;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::config::MAX_BALANCE;
+use crate::db::users::{self as store, ChargeOutcome};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, AuthUser};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SignUp {
+    /// 1 to 100 characters.
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignedUp {
+    pub user_id: Uuid,
+    pub access_token: String,
+}
+
+/// Creates a user and issues a signed access token.
+#[utoipa::path(post, path = "/v1/users", request_body = SignUp, tag = "users",
+    responses((status = 201, body = SignedUp), (status = 400, body = concert_core::Problem)))]
+pub async fn sign_up(State(state): State<AppState>, ApiJson(body): ApiJson<SignUp>) -> ApiResult<(StatusCode, Json<SignedUp>)> {
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::validation("name must be 1 to 100 characters"));
+    }
+    let user_id = Uuid::now_v7();
+    store::create(&state.pool, user_id, name).await?;
+    let exp = Utc::now().timestamp() + state.config.access_token_ttl.as_secs() as i64;
+    let access_token = state.signer.sign_access(&AccessClaims { uid: user_id, exp });
+    Ok((StatusCode::CREATED, Json(SignedUp { user_id, access_token })))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Balance {
+    pub balance: i64,
+}
+
+fn unknown_user() -> ApiError {
+    ApiError::new(ErrorCode::UserNotFound, "the user of this access token does not exist")
+}
+
+/// The caller's balance in won.
+#[utoipa::path(get, path = "/v1/me/balance", tag = "balance", security(("bearer" = [])),
+    responses((status = 200, body = Balance), (status = 401, body = concert_core::Problem)))]
+pub async fn balance(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<Json<Balance>> {
+    let balance = store::balance(&state.pool, user).await?.ok_or_else(unknown_user)?;
+    Ok(Json(Balance { balance }))
+}
+
+/// `amount` is read as any JSON value so that every wrong amount, whatever its type, is `INVALID_AMOUNT`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Charge {
+    /// Whole won, 1 to the configured maximum.
+    #[schema(value_type = i64)]
+    pub amount: serde_json::Value,
+}
+
+/// Adds to the caller's prepaid balance.
+#[utoipa::path(post, path = "/v1/me/balance/charges", request_body = Charge, tag = "balance", security(("bearer" = [])),
+    responses((status = 200, body = Balance), (status = 422, body = concert_core::Problem)))]
+pub async fn charge(State(state): State<AppState>, AuthUser(user): AuthUser, ApiJson(body): ApiJson<Charge>) -> ApiResult<Json<Balance>> {
+    let max = state.config.max_charge;
+    let amount = body
+        .amount
+        .as_i64()
+        .ok_or_else(|| format!("amount must be a whole number of won between 1 and {max}"))
+        .and_then(|a| check_charge_amount(a, max))
+        .map_err(|detail| ApiError::new(ErrorCode::InvalidAmount, detail))?;
+    match store::charge(&state.pool, user, amount, MAX_BALANCE).await? {
+        ChargeOutcome::Charged(balance) => Ok(Json(Balance { balance })),
+        ChargeOutcome::UnknownUser => Err(unknown_user()),
+        ChargeOutcome::OverLimit => Err(ApiError::new(
+            ErrorCode::InvalidAmount,
+            format!("a balance may not exceed {MAX_BALANCE} won"),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct HistoryQuery {
+    /// Entries per page, 1 to 100 (default 50).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryEntry {
+    /// CHARGE, PAYMENT or REFUND.
+    pub kind: String,
+    /// Always positive; `kind` gives the direction.
+    pub amount: i64,
+    pub balance_after: i64,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct History {
+    pub entries: Vec<HistoryEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// The caller's balance changes, newest first.
+#[utoipa::path(get, path = "/v1/me/balance/history", params(HistoryQuery), tag = "balance", security(("bearer" = [])),
+    responses((status = 200, body = History)))]
+pub async fn history(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<History>> {
+    let Query(query) = query.map_err(|e| ApiError::validation(e.body_text()))?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::validation("limit must be between 1 and 100"));
+    }
+    let before = query
+        .cursor
+        .map(|c| c.parse::<i64>().map_err(|_| ApiError::validation("cursor is not one this server issued")))
+        .transpose()?;
+    let mut rows = store::history(&state.pool, user, before, limit + 1).await?;
+    let next_cursor = (rows.len() as i64 > limit).then(|| {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| r.entry_id.to_string()).unwrap_or_default()
+    });
+    let entries = rows
+        .into_iter()
+        .map(|r| HistoryEntry { kind: r.kind, amount: r.amount, balance_after: r.balance_after, at: r.at })
+        .collect();
+    Ok(Json(History { entries, next_cursor }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Reservation {
+    pub reservation_id: Uuid,
+    pub concert_id: Uuid,
+    pub date_id: Uuid,
+    pub seat_no: i32,
+    pub price: i64,
+    pub paid_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Reservations {
+    pub reservations: Vec<Reservation>,
+}
+
+/// The seats the caller has bought, newest first.
+#[utoipa::path(get, path = "/v1/me/reservations", tag = "balance", security(("bearer" = [])),
+    responses((status = 200, body = Reservations)))]
+pub async fn reservations(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<Json<Reservations>> {
+    let reservations = store::reservations(&state.pool, user)
+        .await?
+        .into_iter()
+        .map(|r| Reservation {
+            reservation_id: r.reservation_id,
+            concert_id: r.concert_id,
+            date_id: r.date_id,
+            seat_no: r.seat_no,
+            price: r.price,
+            paid_at: r.paid_at,
+        })
+        .collect();
+    Ok(Json(Reservations { reservations }))
+}

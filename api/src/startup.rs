@@ -1,0 +1,129 @@
+//! Building and running the api: `Application::build` binds (port 0 allowed) and `app` gives the router, so
+//! tests can drive either.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use concert_core::request_id::RequestIds;
+use concert_core::token::TokenSigner;
+use concert_core::{ErrorCode, Problem};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::config::ApiConfig;
+use crate::error::problem_response;
+use crate::openapi::ApiDoc;
+use crate::replies::{run_reply_reader, ReplyHub};
+use crate::rooms::{run_refresher, RoomCache};
+use crate::state::{AppState, DateCache};
+
+/// Outcomes kept in memory per instance, and for how long.
+const REPLY_CAPACITY: usize = 200_000;
+const REPLY_TTL: Duration = Duration::from_secs(120);
+/// How stale the waiting-room cache may get.
+const ROOM_REFRESH: Duration = Duration::from_millis(250);
+/// Largest request body accepted.
+const BODY_LIMIT: usize = 64 * 1024;
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects (lazily: a down database or broker makes the instance unready, not dead) and binds the port.
+    pub async fn build(config: ApiConfig) -> anyhow::Result<Self> {
+        let settings = &config.settings;
+        let pool = concert_core::db::pool(&settings.database_url, settings.db_max_connections)?;
+        let producer = concert_core::kafka::producer(&settings.kafka_brokers)?;
+        let state = AppState {
+            pool,
+            producer,
+            topics: Arc::new(settings.topics()),
+            signer: TokenSigner::new(settings.token_secret.as_bytes().to_vec()),
+            request_ids: RequestIds::new(settings.token_secret.as_bytes().to_vec()),
+            replies: Arc::new(ReplyHub::new(REPLY_CAPACITY, REPLY_TTL)),
+            rooms: Arc::new(RoomCache::default()),
+            dates: Arc::new(DateCache::default()),
+            metrics: crate::http_metrics::recorder(),
+            config: Arc::new(config),
+        };
+        if let Err(err) = state.rooms.refresh(&state.pool).await {
+            tracing::warn!(error = ?err, "waiting room cache not loaded yet; will retry");
+        }
+        let listener = TcpListener::bind(("0.0.0.0", state.config.port)).await.context("binding the api port")?;
+        Ok(Self { listener, state })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` turns true, with the reply reader and the cache refresher alongside.
+    pub async fn run_until_stopped(self, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let settings = &state.config.settings;
+        tokio::spawn(run_reply_reader(
+            state.replies.clone(),
+            settings.kafka_brokers.clone(),
+            state.topics.replies.clone(),
+            shutdown.clone(),
+        ));
+        tokio::spawn(run_refresher(state.rooms.clone(), state.pool.clone(), ROOM_REFRESH, shutdown.clone()));
+        tokio::spawn(prune_replies(state.replies.clone(), shutdown.clone()));
+        tracing::info!(addr = %self.addr(), "api listening");
+        let mut stop = shutdown;
+        axum::serve(self.listener, app(state))
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+            .context("serving http")
+    }
+}
+
+async fn prune_replies(hub: Arc<ReplyHub>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => hub.prune(),
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// The router with every route, the docs, and the layers that keep every answer a problem document.
+pub fn app(state: AppState) -> Router {
+    crate::routes::router()
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+        .fallback(|| async { problem(ErrorCode::NotFound, "no such endpoint") })
+        .method_not_allowed_fallback(|| async { problem(ErrorCode::MethodNotAllowed, "method not allowed on this endpoint") })
+        .layer(axum::middleware::from_fn(crate::http_metrics::track))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("handler panicked");
+            problem(ErrorCode::Internal, "an internal error occurred")
+        }))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+fn problem(code: ErrorCode, detail: &str) -> Response {
+    let response = problem_response(&Problem::new(code, detail));
+    debug_assert_ne!(response.status(), StatusCode::OK);
+    response.into_response()
+}

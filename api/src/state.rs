@@ -1,0 +1,48 @@
+//! The application state every handler gets: one cheap-to-clone handle.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use concert_core::request_id::RequestIds;
+use concert_core::token::TokenSigner;
+use concert_core::topics::Topics;
+use metrics_exporter_prometheus::PrometheusHandle;
+use rdkafka::producer::FutureProducer;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::config::ApiConfig;
+use crate::db::catalog::DateInfo;
+use crate::replies::ReplyHub;
+use crate::rooms::RoomCache;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<ApiConfig>,
+    pub pool: PgPool,
+    pub producer: FutureProducer,
+    pub topics: Arc<Topics>,
+    pub signer: TokenSigner,
+    pub request_ids: RequestIds,
+    pub replies: Arc<ReplyHub>,
+    pub rooms: Arc<RoomCache>,
+    pub dates: Arc<DateCache>,
+    pub metrics: PrometheusHandle,
+}
+
+/// Dates never move between concerts nor change their seat count, so once read they are kept.
+#[derive(Default)]
+pub struct DateCache(RwLock<HashMap<Uuid, DateInfo>>);
+
+impl DateCache {
+    pub async fn get(&self, pool: &PgPool, date_id: Uuid) -> Result<Option<DateInfo>, sqlx::Error> {
+        if let Some(info) = self.0.read().expect("date cache lock").get(&date_id) {
+            return Ok(Some(*info));
+        }
+        let info = crate::db::catalog::date_info(pool, date_id).await?;
+        if let Some(info) = info {
+            self.0.write().expect("date cache lock").insert(date_id, info);
+        }
+        Ok(info)
+    }
+}

@@ -1,0 +1,215 @@
+//! Submit-then-poll: publishing a command to the log, waiting (if asked) for its outcome, and rendering
+//! outcomes as the contract says.
+
+use std::time::{Duration, Instant};
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use concert_core::admission::PlaceStatus;
+use concert_core::commands::{Command, CommandEnvelope, CommandKind, JoinResult, Outcome, Reply};
+use concert_core::token::QueueClaims;
+use concert_core::{ErrorCode, Problem};
+use rdkafka::producer::FutureRecord;
+use rdkafka::util::Timeout;
+use serde::Serialize;
+use tokio::sync::oneshot;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::{problem_response, ApiError, ApiResult};
+use crate::state::AppState;
+
+/// How long a publish may wait for the broker's acknowledgement before the submit fails with 503.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+/// While waiting for a reply, how often to look for the stored outcome in case the reply does not come.
+const STORE_POLL: Duration = Duration::from_millis(750);
+
+/// Publishes `command` for `user` and waits up to `wait` for its outcome.
+///
+/// With an idempotency key the request id is derived from the key, so a retry names the same request; an
+/// outcome already stored answers without publishing again, and one stored for a different body is refused.
+pub async fn submit(state: &AppState, user: Uuid, command: Command, key: Option<&str>, wait: Duration) -> ApiResult<(Uuid, Option<Reply>)> {
+    let kind = command.kind();
+    let request_id = match key {
+        Some(key) => state.request_ids.for_idempotency_key(user, kind, key),
+        None => state.request_ids.fresh(user, kind),
+    };
+    let envelope = CommandEnvelope::new(request_id, user, command);
+    if key.is_some() {
+        if let Some(stored) = crate::db::requests::outcome(&state.pool, request_id).await? {
+            return Ok((request_id, Some(same_body(stored, &envelope.fingerprint)?)));
+        }
+    }
+    let waiter = (!wait.is_zero()).then(|| state.replies.subscribe(request_id));
+    let started = Instant::now();
+    publish(state, &envelope).await?;
+    metrics::counter!("commands_submitted_total", "kind" => kind.as_str()).increment(1);
+    let reply = match waiter {
+        Some(rx) => await_outcome(state, request_id, rx, wait).await?,
+        None => None,
+    };
+    if let Some(reply) = &reply {
+        metrics::histogram!("command_outcome_seconds", "kind" => kind.as_str()).record(started.elapsed().as_secs_f64());
+        if key.is_some() {
+            return Ok((request_id, Some(same_body(reply.clone(), &envelope.fingerprint)?)));
+        }
+    }
+    Ok((request_id, reply))
+}
+
+fn same_body(stored: Reply, fingerprint: &str) -> ApiResult<Reply> {
+    if stored.fingerprint == fingerprint {
+        Ok(stored)
+    } else {
+        Err(ApiError::new(ErrorCode::IdempotencyKeyReused, "this Idempotency-Key was used for a different request"))
+    }
+}
+
+async fn publish(state: &AppState, envelope: &CommandEnvelope) -> ApiResult<()> {
+    let topic = match envelope.command.kind() {
+        CommandKind::Join => &state.topics.joins,
+        _ => &state.topics.bookings,
+    };
+    let key = envelope.command.partition_key().to_string();
+    let payload = serde_json::to_vec(envelope).map_err(anyhow::Error::from)?;
+    let record = FutureRecord::to(topic).key(&key).payload(&payload);
+    state
+        .producer
+        .send(record, Timeout::After(PUBLISH_TIMEOUT))
+        .await
+        .map_err(|(err, _)| ApiError::Broker(err.to_string()))?;
+    Ok(())
+}
+
+/// Waits up to `wait` for the outcome: woken by the reply topic, or found in Postgres if the reply is missed.
+pub async fn await_outcome(state: &AppState, request_id: Uuid, mut rx: oneshot::Receiver<Reply>, wait: Duration) -> ApiResult<Option<Reply>> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let next_look = (tokio::time::Instant::now() + STORE_POLL).min(deadline);
+        tokio::select! {
+            reply = &mut rx => return Ok(reply.ok()),
+            _ = tokio::time::sleep_until(next_look) => {
+                if let Some(stored) = crate::db::requests::outcome(&state.pool, request_id).await? {
+                    return Ok(Some(stored));
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+/// The outcome of `request_id` if known to this instance or stored.
+pub async fn known_outcome(state: &AppState, request_id: Uuid) -> ApiResult<Option<Reply>> {
+    if let Some(reply) = state.replies.get(request_id) {
+        return Ok(Some(reply));
+    }
+    Ok(crate::db::requests::outcome(&state.pool, request_id).await?)
+}
+
+/// `{"request_id", "status": "PENDING"}` (or the current status), as a submit without an outcome answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    pub request_id: Uuid,
+    pub status: &'static str,
+}
+
+/// 202 Accepted with `Location` pointing at the request.
+pub fn accepted(request_id: Uuid) -> Response {
+    let location = format!("/v1/requests/{request_id}");
+    (StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(Accepted { request_id, status: "PENDING" })).into_response()
+}
+
+/// The poll document of a request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RequestDoc {
+    pub request_id: Uuid,
+    pub kind: CommandKind,
+    /// PENDING, SUCCEEDED or FAILED.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Problem>,
+}
+
+impl RequestDoc {
+    pub fn pending(request_id: Uuid, kind: CommandKind) -> Self {
+        Self { request_id, kind, status: "PENDING", result: None, error: None }
+    }
+
+    pub fn from_reply(state: &AppState, reply: Reply) -> Self {
+        match reply.outcome {
+            Outcome::Succeeded { result } => Self {
+                request_id: reply.request_id,
+                kind: reply.kind,
+                status: "SUCCEEDED",
+                result: Some(public_result(state, reply.kind, reply.user_id, result)),
+                error: None,
+            },
+            Outcome::Failed { error } => Self {
+                request_id: reply.request_id,
+                kind: reply.kind,
+                status: "FAILED",
+                result: None,
+                error: Some(error.with_request_id(reply.request_id)),
+            },
+        }
+    }
+}
+
+/// A join's place as the client sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JoinView {
+    pub concert_id: Uuid,
+    pub queue_token: String,
+    /// WAITING, ACTIVE, EXPIRED or COMPLETED.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<i64>,
+}
+
+pub fn join_view(state: &AppState, user: Uuid, place: &JoinResult) -> JoinView {
+    let claims = QueueClaims { cid: place.concert_id, uid: user, seq: place.seq as u64 };
+    let status = crate::queue_gate::status(state, &claims);
+    JoinView {
+        concert_id: place.concert_id,
+        queue_token: state.signer.sign_queue(&claims),
+        status: status_name(&status),
+        position: match status {
+            PlaceStatus::Waiting { position, .. } => Some(position),
+            _ => None,
+        },
+    }
+}
+
+pub fn status_name(status: &PlaceStatus) -> &'static str {
+    match status {
+        PlaceStatus::Waiting { .. } => "WAITING",
+        PlaceStatus::Active { .. } => "ACTIVE",
+        PlaceStatus::Expired => "EXPIRED",
+        PlaceStatus::Completed => "COMPLETED",
+    }
+}
+
+/// Workers store a join's place; clients get it as a signed queue token.
+fn public_result(state: &AppState, kind: CommandKind, user: Uuid, result: serde_json::Value) -> serde_json::Value {
+    if kind != CommandKind::Join {
+        return result;
+    }
+    match serde_json::from_value::<JoinResult>(result.clone()) {
+        Ok(place) => serde_json::to_value(join_view(state, user, &place)).unwrap_or(result),
+        Err(_) => result,
+    }
+}
+
+/// Answers a decided outcome directly (`Prefer: wait`): 200 with the request document on success, the
+/// problem's own status with the problem document on failure.
+pub fn decided(state: &AppState, reply: Reply) -> Response {
+    match RequestDoc::from_reply(state, reply) {
+        RequestDoc { error: Some(problem), .. } => problem_response(&problem),
+        doc => (StatusCode::OK, Json(doc)).into_response(),
+    }
+}
