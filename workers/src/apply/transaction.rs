@@ -1,0 +1,154 @@
+//! One transaction over a run of commands: record them (the dedupe), decide each in log order, store
+//! every outcome. Either all of it commits or none of it does.
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use concert_core::commands::{Command, Outcome, Reply};
+use sqlx::PgConnection;
+use tracing::instrument;
+use uuid::Uuid;
+
+use super::decision::{self, outcome};
+use super::hold::{hold, HoldRequest};
+use super::join::join;
+use super::pay::{pay, PayRequest};
+use super::release::release;
+use super::{ApplyContext, LogCommand};
+use crate::store::{self, requests};
+
+/// A reply and whether it was decided now (`fresh`) or re-sent from an earlier delivery.
+#[derive(Debug, Clone)]
+pub(crate) struct Decided {
+    pub reply: Reply,
+    pub fresh: bool,
+}
+
+/// Applies `commands` (distinct request ids, in log order) inside the caller's transaction.
+///
+/// Commands recorded before (an earlier delivery committed them) are not applied again: their stored
+/// outcome is re-sent unchanged.
+pub(crate) async fn apply_in_transaction(
+    conn: &mut PgConnection,
+    ctx: &ApplyContext,
+    commands: &[&LogCommand],
+) -> anyhow::Result<Vec<Decided>> {
+    let now = store::transaction_time(conn).await?;
+    let new = requests::insert_pending(conn, commands).await?;
+    let seen_before: Vec<Uuid> = commands
+        .iter()
+        .map(|c| c.envelope.request_id)
+        .filter(|id| !new.contains(id))
+        .collect();
+    let mut stored = load_replies(conn, &seen_before).await?;
+
+    let mut decided = Vec::with_capacity(commands.len());
+    for command in commands {
+        let id = command.envelope.request_id;
+        if new.contains(&id) {
+            let outcome = apply_command(conn, ctx, now, command).await?;
+            decided.push(Decided {
+                reply: decision::reply(&command.envelope, outcome),
+                fresh: true,
+            });
+        } else {
+            let reply = stored
+                .remove(&id)
+                .with_context(|| format!("request {id} is neither new nor stored"))?;
+            decided.push(Decided {
+                reply,
+                fresh: false,
+            });
+        }
+    }
+
+    let outcomes: Vec<(Uuid, &Outcome)> = decided
+        .iter()
+        .filter(|d| d.fresh)
+        .map(|d| (d.reply.request_id, &d.reply.outcome))
+        .collect();
+    requests::complete(conn, &outcomes).await?;
+    Ok(decided)
+}
+
+async fn load_replies(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> anyhow::Result<HashMap<Uuid, Reply>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = requests::load(conn, ids).await?;
+    let found: HashSet<Uuid> = rows.iter().map(|r| r.request_id).collect();
+    anyhow::ensure!(
+        found.len() == ids.len(),
+        "some requests seen before have no stored row"
+    );
+    rows.into_iter()
+        .map(|row| Ok((row.request_id, decision::stored_reply(row)?)))
+        .collect()
+}
+
+/// Decides one command. Refusals are outcomes; an `Err` is a failed statement or a broken invariant.
+#[instrument(skip_all, fields(partition = command.partition, offset = command.offset,
+    request_id = %command.envelope.request_id, kind = command.envelope.command.kind().as_str()))]
+async fn apply_command(
+    conn: &mut PgConnection,
+    ctx: &ApplyContext,
+    now: DateTime<Utc>,
+    command: &LogCommand,
+) -> anyhow::Result<Outcome> {
+    let env = &command.envelope;
+    let user_id = env.user_id;
+    let outcome = match env.command {
+        Command::Join { concert_id } => outcome(
+            env,
+            join(conn, user_id, concert_id).await.context("joining")?,
+        )?,
+        Command::Hold {
+            concert_id,
+            date_id,
+            seat_no,
+            queue_seq: _,
+        } => {
+            let request = HoldRequest {
+                user_id,
+                concert_id,
+                date_id,
+                seat_no,
+                max_holds_per_user: ctx.max_holds_per_user,
+            };
+            outcome(env, hold(conn, request).await.context("holding")?)?
+        }
+        Command::Release {
+            concert_id: _,
+            date_id,
+            hold_id,
+        } => outcome(
+            env,
+            release(conn, now, user_id, date_id, hold_id)
+                .await
+                .context("releasing")?,
+        )?,
+        Command::Pay {
+            concert_id: _,
+            date_id,
+            hold_id,
+            queue_seq,
+        } => {
+            let request = PayRequest {
+                user_id,
+                date_id,
+                hold_id,
+                queue_seq,
+            };
+            outcome(env, pay(conn, now, request).await.context("paying")?)?
+        }
+    };
+    match &outcome {
+        Outcome::Succeeded { .. } => tracing::debug!("succeeded"),
+        Outcome::Failed { error } => tracing::debug!(code = %error.code.as_str(), "refused"),
+    }
+    Ok(outcome)
+}

@@ -1,0 +1,159 @@
+//! The worker's own settings, on top of the connection settings shared with the api.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use concert_core::config::{env_or, env_parse, Settings};
+
+/// Everything a worker process needs to run. All fields are public so tests can build one with struct
+/// literal syntax (`WorkerConfig { roles, ..WorkerConfig::for_tests(settings) }`).
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Database, broker, topic prefix and secret, shared with the api.
+    pub settings: Settings,
+    /// `WORKER_GROUP_ID`: the Kafka consumer group of the command consumers.
+    pub group_id: String,
+    /// `COMMAND_BATCH_MAX`: most messages taken from the log in one round.
+    pub max_batch: usize,
+    /// `MAX_HOLDS_PER_USER`: most live holds a user may have on one concert date.
+    pub max_holds_per_user: i64,
+    /// `ADMISSION_TICK_MS`: how often the admission ticker looks at the waiting rooms.
+    pub admission_tick: Duration,
+    /// `HOLD_SWEEP_MS`: how often lapsed holds are tidied up.
+    pub sweep_interval: Duration,
+    /// `OUTBOX_POLL_MS`: how often the relay looks for unpublished payment events.
+    pub relay_interval: Duration,
+    /// `WORKER_METRICS_PORT`: where `GET /metrics` is served; 0 serves nothing.
+    pub metrics_port: u16,
+    /// `WORKER_ROLES`: which of the four loops this process runs.
+    pub roles: Roles,
+}
+
+impl WorkerConfig {
+    /// Reads the configuration from the environment, with defaults for a local run.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let millis = |name: &str, default: u64| -> anyhow::Result<Duration> {
+            let ms: u64 = env_parse(name, default).with_context(|| name.to_owned())?;
+            anyhow::ensure!(ms > 0, "{name} must be positive");
+            Ok(Duration::from_millis(ms))
+        };
+        let max_batch: usize = env_parse("COMMAND_BATCH_MAX", 256).context("COMMAND_BATCH_MAX")?;
+        anyhow::ensure!(max_batch > 0, "COMMAND_BATCH_MAX must be positive");
+        let max_holds_per_user: i64 =
+            env_parse("MAX_HOLDS_PER_USER", 4).context("MAX_HOLDS_PER_USER")?;
+        anyhow::ensure!(
+            max_holds_per_user > 0,
+            "MAX_HOLDS_PER_USER must be positive"
+        );
+        Ok(Self {
+            settings: Settings::from_env()?,
+            group_id: env_or("WORKER_GROUP_ID", "concert-workers"),
+            max_batch,
+            max_holds_per_user,
+            admission_tick: millis("ADMISSION_TICK_MS", 200)?,
+            sweep_interval: millis("HOLD_SWEEP_MS", 1000)?,
+            relay_interval: millis("OUTBOX_POLL_MS", 200)?,
+            metrics_port: env_parse("WORKER_METRICS_PORT", 0).context("WORKER_METRICS_PORT")?,
+            roles: env_or("WORKER_ROLES", "consumer,ticker,sweeper,relay")
+                .parse()
+                .context("WORKER_ROLES")?,
+        })
+    }
+
+    /// Defaults with short intervals, so tests see admissions, sweeps and events quickly. The consumer
+    /// group is named after the topic prefix, so test runs sharing a broker never rebalance each other.
+    pub fn for_tests(settings: Settings) -> Self {
+        Self {
+            group_id: format!("{}concert-workers", settings.topic_prefix),
+            settings,
+            max_batch: 256,
+            max_holds_per_user: 4,
+            admission_tick: Duration::from_millis(50),
+            sweep_interval: Duration::from_millis(200),
+            relay_interval: Duration::from_millis(50),
+            metrics_port: 0,
+            roles: Roles::all(),
+        }
+    }
+}
+
+/// Which loops a process runs. Every role is safe to run in any number of processes at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// Applies commands from the log.
+    pub consumer: bool,
+    /// Admits users from the waiting rooms.
+    pub ticker: bool,
+    /// Marks lapsed holds EXPIRED.
+    pub sweeper: bool,
+    /// Publishes payment events from the outbox.
+    pub relay: bool,
+}
+
+impl Roles {
+    /// All four roles: the default.
+    pub fn all() -> Self {
+        Self {
+            consumer: true,
+            ticker: true,
+            sweeper: true,
+            relay: true,
+        }
+    }
+
+    /// No role at all; combine with struct update syntax to pick some.
+    pub fn none() -> Self {
+        Self {
+            consumer: false,
+            ticker: false,
+            sweeper: false,
+            relay: false,
+        }
+    }
+}
+
+impl FromStr for Roles {
+    type Err = anyhow::Error;
+
+    /// A comma-separated list such as `consumer,relay`.
+    fn from_str(list: &str) -> anyhow::Result<Self> {
+        let mut roles = Self::none();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "consumer" => roles.consumer = true,
+                "ticker" => roles.ticker = true,
+                "sweeper" => roles.sweeper = true,
+                "relay" => roles.relay = true,
+                other => anyhow::bail!(
+                    "unknown role {other:?} (expected consumer, ticker, sweeper or relay)"
+                ),
+            }
+        }
+        anyhow::ensure!(roles != Self::none(), "name at least one role");
+        Ok(roles)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_parse_from_a_list() {
+        assert_eq!(
+            "consumer,ticker,sweeper,relay".parse::<Roles>().unwrap(),
+            Roles::all()
+        );
+        assert_eq!(
+            " relay , ticker ".parse::<Roles>().unwrap(),
+            Roles {
+                relay: true,
+                ticker: true,
+                ..Roles::none()
+            }
+        );
+        assert!("consumer,cook".parse::<Roles>().is_err());
+        assert!("".parse::<Roles>().is_err());
+    }
+}

@@ -1,0 +1,119 @@
+//! The outbox relay: publishes payment events written by payment transactions.
+//!
+//! Claim with `FOR UPDATE SKIP LOCKED`, produce, wait for the broker's confirmation, then mark and commit.
+//! Several relays share the rows without losing any; a crash between producing and marking sends the
+//! event again, which consumers drop by `event_id`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::future::join_all;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tracing::instrument;
+
+use crate::backoff::{sleep_or_stop, Backoff};
+use crate::metrics;
+use crate::store::outbox::{self, PendingEvent};
+
+/// Most events claimed in one round.
+const RELAY_BATCH: i64 = 100;
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Publishes every `interval`, or at once again after a full round, until shutdown.
+pub(crate) async fn run(
+    pool: PgPool,
+    producer: FutureProducer,
+    topic: String,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut backoff = Backoff::new();
+    loop {
+        let delay = match publish_round(&pool, &producer, &topic).await {
+            Ok(claimed) => {
+                backoff.reset();
+                if claimed == RELAY_BATCH as usize {
+                    Duration::ZERO
+                } else {
+                    interval
+                }
+            }
+            Err(err) => {
+                let delay = backoff.next_delay().max(interval);
+                tracing::warn!(
+                    error = format!("{err:#}"),
+                    ?delay,
+                    "relaying payment events failed"
+                );
+                delay
+            }
+        };
+        if !sleep_or_stop(delay, &mut shutdown).await {
+            return Ok(());
+        }
+    }
+}
+
+/// One round: claim, produce, mark the confirmed ones. Returns how many rows were claimed; an error if any
+/// event was not confirmed (it stays unpublished for the next round).
+#[instrument(skip_all)]
+async fn publish_round(
+    pool: &PgPool,
+    producer: &FutureProducer,
+    topic: &str,
+) -> anyhow::Result<usize> {
+    let mut tx = pool.begin().await.context("starting a transaction")?;
+    let events = outbox::claim_unpublished(&mut tx, RELAY_BATCH).await?;
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let deliveries = join_all(events.iter().map(|event| publish(producer, topic, event))).await;
+    let mut confirmed = Vec::with_capacity(events.len());
+    let mut first_failure = None;
+    for (event, delivery) in events.iter().zip(deliveries) {
+        match delivery {
+            Ok(()) => confirmed.push(event.id),
+            Err(err) => {
+                first_failure.get_or_insert(err);
+            }
+        }
+    }
+    if !confirmed.is_empty() {
+        outbox::mark_published(&mut tx, &confirmed).await?;
+    }
+    tx.commit().await.context("committing published events")?;
+    metrics::events_published(confirmed.len());
+    if let Some(err) = first_failure {
+        anyhow::bail!(
+            "{} of {} events were not delivered: {err}",
+            events.len() - confirmed.len(),
+            events.len()
+        );
+    }
+    Ok(events.len())
+}
+
+async fn publish(
+    producer: &FutureProducer,
+    topic: &str,
+    event: &PendingEvent,
+) -> anyhow::Result<()> {
+    let payload = serde_json::to_vec(&event.payload).context("encoding the event")?;
+    let event_id = event.event_id.to_string();
+    let headers = OwnedHeaders::new().insert(Header {
+        key: "event_id",
+        value: Some(&event_id),
+    });
+    let record = FutureRecord::to(topic)
+        .key(&event.event_key)
+        .payload(&payload)
+        .headers(headers);
+    producer
+        .send(record, QUEUE_TIMEOUT)
+        .await
+        .map_err(|(err, _)| anyhow::anyhow!(err))?;
+    Ok(())
+}

@@ -1,0 +1,236 @@
+//! Waiting rooms, places in line (`queue_entries`) and admission steps (`admissions`).
+//!
+//! The `waiting_rooms` row is the lock that serialises a concert's joins and admission steps, whichever
+//! process runs them: every writer here locks it first.
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use concert_core::admission::Policy;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// A place in line.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub(crate) struct Place {
+    pub seq: i64,
+    pub joined_at: DateTime<Utc>,
+}
+
+/// Locks the concert's waiting room and returns its admission frontier (`admitted_upto`), or `None` when
+/// the concert has no waiting room.
+pub(crate) async fn lock_room_frontier(
+    conn: &mut PgConnection,
+    concert_id: Uuid,
+) -> anyhow::Result<Option<i64>> {
+    sqlx::query_scalar("SELECT admitted_upto FROM waiting_rooms WHERE concert_id = $1 FOR UPDATE")
+        .bind(concert_id)
+        .fetch_optional(conn)
+        .await
+        .context("locking the waiting room")
+}
+
+/// The user's live place, if any: not completed, and either still waiting or inside an admission step
+/// whose window is open. Run with the room locked, so the frontier cannot move underneath.
+pub(crate) async fn live_place(
+    conn: &mut PgConnection,
+    concert_id: Uuid,
+    user_id: Uuid,
+    admitted_upto: i64,
+) -> anyhow::Result<Option<Place>> {
+    sqlx::query_as(
+        "SELECT q.seq, q.joined_at
+         FROM queue_entries q
+         WHERE q.concert_id = $1 AND q.user_id = $2 AND q.completed_at IS NULL
+           AND (q.seq > $3 OR EXISTS (
+                 SELECT 1 FROM admissions a
+                 WHERE a.concert_id = q.concert_id AND q.seq BETWEEN a.from_seq AND a.upto_seq
+                   AND a.active_until > now()))
+         ORDER BY q.seq DESC
+         LIMIT 1",
+    )
+    .bind(concert_id)
+    .bind(user_id)
+    .bind(admitted_upto)
+    .fetch_optional(conn)
+    .await
+    .context("looking for a live place")
+}
+
+/// Appends the user at the back of the line: the next seq, dense and in log order.
+pub(crate) async fn append_place(
+    conn: &mut PgConnection,
+    concert_id: Uuid,
+    user_id: Uuid,
+) -> anyhow::Result<Place> {
+    sqlx::query_as(
+        "WITH room AS (
+             UPDATE waiting_rooms SET last_seq = last_seq + 1, updated_at = now()
+             WHERE concert_id = $1
+             RETURNING last_seq)
+         INSERT INTO queue_entries (concert_id, seq, user_id, joined_at)
+         SELECT $1, last_seq, $2, now() FROM room
+         RETURNING seq, joined_at",
+    )
+    .bind(concert_id)
+    .bind(user_id)
+    .fetch_one(conn)
+    .await
+    .context("appending a place in line")
+}
+
+/// Ends the user's session after a payment. Zero rows is fine: the place may already be completed by an
+/// earlier payment in the same session.
+pub(crate) async fn complete_place(
+    conn: &mut PgConnection,
+    concert_id: Uuid,
+    seq: i64,
+    user_id: Uuid,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE queue_entries SET completed_at = now()
+         WHERE concert_id = $1 AND seq = $2 AND user_id = $3 AND completed_at IS NULL",
+    )
+    .bind(concert_id)
+    .bind(seq)
+    .bind(user_id)
+    .execute(conn)
+    .await
+    .context("completing the place in line")?;
+    Ok(())
+}
+
+/// Concerts with someone waiting to be admitted.
+pub(crate) async fn rooms_with_waiting(conn: &mut PgConnection) -> anyhow::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT concert_id FROM waiting_rooms WHERE admitted_upto < last_seq ORDER BY concert_id",
+    )
+    .fetch_all(conn)
+    .await
+    .context("listing waiting rooms with people waiting")
+}
+
+/// A locked waiting room as the admission ticker sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct RoomForAdmission {
+    pub policy: Policy,
+    pub last_seq: i64,
+    pub admitted_upto: i64,
+    pub next_admit_at: Option<DateTime<Utc>>,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct RoomRow {
+    max_active_users: Option<i32>,
+    admit_per_interval: Option<i32>,
+    interval_seconds: Option<i32>,
+    active_seconds: i32,
+    hold_seconds: i32,
+    last_seq: i64,
+    admitted_upto: i64,
+    next_admit_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+}
+
+/// Locks the room for an admission step. Waits at most a moment for a join batch or another ticker
+/// holding it (the statement then fails with `lock_not_available`, see [`is_lock_timeout`]).
+pub(crate) async fn lock_room_for_admission(
+    conn: &mut PgConnection,
+    concert_id: Uuid,
+) -> anyhow::Result<Option<RoomForAdmission>> {
+    sqlx::query("SET LOCAL lock_timeout = '2s'")
+        .execute(&mut *conn)
+        .await
+        .context("setting lock_timeout")?;
+    let row: Option<RoomRow> = sqlx::query_as(
+        "SELECT max_active_users, admit_per_interval, interval_seconds, active_seconds, hold_seconds,
+                last_seq, admitted_upto, next_admit_at, now() AS now
+         FROM waiting_rooms WHERE concert_id = $1
+         FOR UPDATE",
+    )
+    .bind(concert_id)
+    .fetch_optional(conn)
+    .await
+    .context("locking the waiting room for admission")?;
+    Ok(row.map(|r| RoomForAdmission {
+        policy: Policy {
+            max_active_users: r.max_active_users,
+            admit_per_interval: r.admit_per_interval,
+            interval_seconds: r.interval_seconds,
+            active_seconds: r.active_seconds,
+            hold_seconds: r.hold_seconds,
+        },
+        last_seq: r.last_seq,
+        admitted_upto: r.admitted_upto,
+        next_admit_at: r.next_admit_at,
+        now: r.now,
+    }))
+}
+
+/// Did this error come from waiting too long for a lock (`lock_not_available`)?
+pub(crate) fn is_lock_timeout(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|e| e.downcast_ref::<sqlx::Error>())
+        .any(|e| matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03")))
+}
+
+/// Users ACTIVE now: everyone in an admission step whose window is open, less those who completed.
+pub(crate) async fn active_count(conn: &mut PgConnection, concert_id: Uuid) -> anyhow::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT COALESCE(SUM(a.upto_seq - a.from_seq + 1 - done.n), 0)::bigint
+         FROM admissions a
+         CROSS JOIN LATERAL (
+             SELECT count(*) AS n FROM queue_entries q
+             WHERE q.concert_id = a.concert_id AND q.seq BETWEEN a.from_seq AND a.upto_seq
+               AND q.completed_at IS NOT NULL) done
+         WHERE a.concert_id = $1 AND a.active_until > now()",
+    )
+    .bind(concert_id)
+    .fetch_one(conn)
+    .await
+    .context("counting active users")
+}
+
+/// One admission step to record.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AdmissionStep {
+    pub concert_id: Uuid,
+    pub old_upto: i64,
+    pub count: i64,
+    pub admitted_at: DateTime<Utc>,
+    pub active_until: DateTime<Utc>,
+    pub next_admit_at: Option<DateTime<Utc>>,
+}
+
+/// Records the step and moves the frontier, only if it is still where this ticker read it. Returns whether
+/// the step was taken; with the row lock held it always is, the condition is a second guard.
+pub(crate) async fn admit(conn: &mut PgConnection, step: &AdmissionStep) -> anyhow::Result<bool> {
+    let moved = sqlx::query(
+        "UPDATE waiting_rooms
+         SET admitted_upto = admitted_upto + $3, next_admit_at = $4, updated_at = now()
+         WHERE concert_id = $1 AND admitted_upto = $2",
+    )
+    .bind(step.concert_id)
+    .bind(step.old_upto)
+    .bind(step.count)
+    .bind(step.next_admit_at)
+    .execute(&mut *conn)
+    .await
+    .context("moving the admission frontier")?;
+    if moved.rows_affected() == 0 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO admissions (concert_id, from_seq, upto_seq, admitted_at, active_until)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(step.concert_id)
+    .bind(step.old_upto + 1)
+    .bind(step.old_upto + step.count)
+    .bind(step.admitted_at)
+    .bind(step.active_until)
+    .execute(conn)
+    .await
+    .context("recording the admission step")?;
+    Ok(true)
+}

@@ -1,0 +1,154 @@
+//! The `requests` table: the dedupe record and stored outcome of every command taken from the log.
+
+use std::collections::HashSet;
+
+use anyhow::Context;
+use concert_core::commands::Outcome;
+use serde_json::Value;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::apply::LogCommand;
+
+/// A request row as stored, for re-sending the outcome of a command seen before.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct StoredRequest {
+    pub request_id: Uuid,
+    pub user_id: Uuid,
+    pub kind: String,
+    pub fingerprint: String,
+    pub status: String,
+    pub result: Option<Value>,
+    pub error: Option<Value>,
+}
+
+/// Records every command as PENDING in one statement and returns the ids that were new. An id already
+/// present was applied before (an earlier delivery): it must not be applied again.
+pub(crate) async fn insert_pending(
+    conn: &mut PgConnection,
+    commands: &[&LogCommand],
+) -> anyhow::Result<HashSet<Uuid>> {
+    let ids: Vec<Uuid> = commands.iter().map(|c| c.envelope.request_id).collect();
+    let users: Vec<Uuid> = commands.iter().map(|c| c.envelope.user_id).collect();
+    let kinds: Vec<&str> = commands
+        .iter()
+        .map(|c| c.envelope.command.kind().as_str())
+        .collect();
+    let fingerprints: Vec<&str> = commands
+        .iter()
+        .map(|c| c.envelope.fingerprint.as_str())
+        .collect();
+    let partitions: Vec<i32> = commands.iter().map(|c| c.partition).collect();
+    let offsets: Vec<i64> = commands.iter().map(|c| c.offset).collect();
+    let new: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO requests (request_id, user_id, kind, fingerprint, status, source_partition, source_offset)
+         SELECT r, u, k, f, 'PENDING', p, o
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::bigint[]) AS t(r, u, k, f, p, o)
+         ON CONFLICT (request_id) DO NOTHING
+         RETURNING request_id",
+    )
+    .bind(&ids)
+    .bind(&users)
+    .bind(&kinds)
+    .bind(&fingerprints)
+    .bind(&partitions)
+    .bind(&offsets)
+    .fetch_all(conn)
+    .await
+    .context("recording requests as pending")?;
+    Ok(new.into_iter().collect())
+}
+
+/// The stored rows of requests seen before.
+pub(crate) async fn load(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> anyhow::Result<Vec<StoredRequest>> {
+    sqlx::query_as(
+        "SELECT request_id, user_id, kind, fingerprint, status, result, error
+         FROM requests WHERE request_id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await
+    .context("loading stored outcomes")
+}
+
+/// The `status`, `result` and `error` columns of an outcome.
+pub(crate) fn columns(
+    outcome: &Outcome,
+) -> anyhow::Result<(&'static str, Option<Value>, Option<Value>)> {
+    Ok(match outcome {
+        Outcome::Succeeded { result } => ("SUCCEEDED", Some(result.clone()), None),
+        Outcome::Failed { error } => (
+            "FAILED",
+            None,
+            Some(serde_json::to_value(error).context("encoding a problem")?),
+        ),
+    })
+}
+
+/// Stores the outcomes of the commands applied in this transaction, in one statement.
+pub(crate) async fn complete(
+    conn: &mut PgConnection,
+    outcomes: &[(Uuid, &Outcome)],
+) -> anyhow::Result<()> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::with_capacity(outcomes.len());
+    let mut statuses = Vec::with_capacity(outcomes.len());
+    let mut results = Vec::with_capacity(outcomes.len());
+    let mut errors = Vec::with_capacity(outcomes.len());
+    for (id, outcome) in outcomes {
+        let (status, result, error) = columns(outcome)?;
+        ids.push(*id);
+        statuses.push(status);
+        results.push(result);
+        errors.push(error);
+    }
+    sqlx::query(
+        "UPDATE requests r
+         SET status = t.status, result = t.result, error = t.error, completed_at = now()
+         FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[]) AS t(request_id, status, result, error)
+         WHERE r.request_id = t.request_id",
+    )
+    .bind(&ids)
+    .bind(&statuses)
+    .bind(&results)
+    .bind(&errors)
+    .execute(conn)
+    .await
+    .context("storing outcomes")?;
+    Ok(())
+}
+
+/// Records a command that could not be applied as FAILED, in its own transaction. Returns `false` when the
+/// request was already recorded (its stored outcome stands).
+pub(crate) async fn insert_completed(
+    conn: &mut PgConnection,
+    command: &LogCommand,
+    outcome: &Outcome,
+) -> anyhow::Result<bool> {
+    let (status, result, error) = columns(outcome)?;
+    let env = &command.envelope;
+    let inserted = sqlx::query(
+        "INSERT INTO requests (request_id, user_id, kind, fingerprint, status, result, error,
+                               source_partition, source_offset, completed_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now())
+         ON CONFLICT (request_id) DO NOTHING",
+    )
+    .bind(env.request_id)
+    .bind(env.user_id)
+    .bind(env.command.kind().as_str())
+    .bind(&env.fingerprint)
+    .bind(status)
+    .bind(result)
+    .bind(error)
+    .bind(command.partition)
+    .bind(command.offset)
+    .execute(conn)
+    .await
+    .context("recording a failed request")?;
+    Ok(inserted.rows_affected() == 1)
+}
