@@ -44,6 +44,9 @@ fn create_consumer(config: &WorkerConfig) -> anyhow::Result<CommandConsumer> {
         .set("auto.commit.interval.ms", "1000")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
+        // Commands are latency-bound: ask the broker to answer a fetch within a few ms. Left at the 500 ms
+        // default, a broker that holds fetches until the wait runs out (tansu does) adds that to every command.
+        .set("fetch.wait.max.ms", "5")
         .create_with_context(CommitOnRevoke)
         .context("creating the Kafka consumer")
 }
