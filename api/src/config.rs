@@ -35,9 +35,12 @@ impl ApiConfig {
             port: env_parse("API_PORT", 8080).context("API_PORT")?,
             admin_token,
             max_charge: env_parse("MAX_CHARGE", 10_000_000).context("MAX_CHARGE")?,
-            join_wait: Duration::from_secs(env_parse("JOIN_WAIT_SECONDS", 10).context("JOIN_WAIT_SECONDS")?),
+            join_wait: Duration::from_secs(
+                env_parse("JOIN_WAIT_SECONDS", 10).context("JOIN_WAIT_SECONDS")?,
+            ),
             access_token_ttl: Duration::from_secs(
-                env_parse("ACCESS_TOKEN_TTL_SECONDS", 30 * 24 * 3600).context("ACCESS_TOKEN_TTL_SECONDS")?,
+                env_parse("ACCESS_TOKEN_TTL_SECONDS", 30 * 24 * 3600)
+                    .context("ACCESS_TOKEN_TTL_SECONDS")?,
             ),
         })
     }

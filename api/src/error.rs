@@ -34,9 +34,15 @@ impl ApiError {
             Self::Problem(p) => *p,
             Self::Database(err) if concert_core::db::is_transient(&err) => {
                 tracing::warn!(error = %err, "database unavailable");
-                Problem::new(ErrorCode::Unavailable, "the service is temporarily unavailable, try again shortly")
+                Problem::new(
+                    ErrorCode::Unavailable,
+                    "the service is temporarily unavailable, try again shortly",
+                )
             }
-            Self::Database(err) => match concert_core::db::violated_constraint(&err).as_deref().and_then(constraint_code) {
+            Self::Database(err) => match concert_core::db::violated_constraint(&err)
+                .as_deref()
+                .and_then(constraint_code)
+            {
                 Some(code) => Problem::new(code, "the request conflicts with the current state"),
                 None => {
                     tracing::error!(error = %err, "database error");
@@ -45,7 +51,10 @@ impl ApiError {
             },
             Self::Broker(err) => {
                 tracing::warn!(error = %err, "broker unavailable");
-                Problem::new(ErrorCode::Unavailable, "the service is temporarily unavailable, try again shortly")
+                Problem::new(
+                    ErrorCode::Unavailable,
+                    "the service is temporarily unavailable, try again shortly",
+                )
             }
             Self::Internal(err) => {
                 tracing::error!(error = ?err, "internal error");
@@ -75,9 +84,10 @@ impl From<Problem> for ApiError {
 pub fn problem_response(problem: &Problem) -> Response {
     let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, axum::Json(problem)).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
     response
 }
 

@@ -28,13 +28,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
-        JsonRejection::MissingJsonContentType(_) => {
-            ApiError::new(ErrorCode::UnsupportedMediaType, "send the body as application/json")
-        }
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "send the body as application/json",
+        ),
         JsonRejection::BytesRejection(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::new(ErrorCode::PayloadTooLarge, "the body is too large")
         }
-        JsonRejection::JsonDataError(e) => ApiError::validation(format!("invalid body: {}", e.body_text())),
+        JsonRejection::JsonDataError(e) => {
+            ApiError::validation(format!("invalid body: {}", e.body_text()))
+        }
         JsonRejection::JsonSyntaxError(_) => ApiError::validation("the body is not valid JSON"),
         other => ApiError::validation(format!("invalid body: {}", other.body_text())),
     }
@@ -70,14 +73,25 @@ pub struct AuthUser(pub Uuid);
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or_else(|| {
-            ApiError::new(ErrorCode::Unauthorized, "send Authorization: Bearer <access_token>")
+            ApiError::new(
+                ErrorCode::Unauthorized,
+                "send Authorization: Bearer <access_token>",
+            )
         })?;
         let claims = state
             .signer
             .verify_access(token, chrono::Utc::now().timestamp())
-            .map_err(|e| ApiError::new(ErrorCode::Unauthorized, format!("access token refused: {e}")))?;
+            .map_err(|e| {
+                ApiError::new(
+                    ErrorCode::Unauthorized,
+                    format!("access token refused: {e}"),
+                )
+            })?;
         Ok(Self(claims.uid))
     }
 }
@@ -89,11 +103,16 @@ pub struct MaybeUser(pub Option<Uuid>);
 impl FromRequestParts<AppState> for MaybeUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         if parts.headers.get(header::AUTHORIZATION).is_none() {
             return Ok(Self(None));
         }
-        Ok(Self(Some(AuthUser::from_request_parts(parts, state).await?.0)))
+        Ok(Self(Some(
+            AuthUser::from_request_parts(parts, state).await?.0,
+        )))
     }
 }
 
@@ -103,16 +122,26 @@ pub struct Admin;
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).unwrap_or_default();
         let expected = state.config.admin_token.as_bytes();
         // Constant-time comparison: the admin token must not leak through timing.
         let same = token.len() == expected.len()
-            && token.bytes().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+            && token
+                .bytes()
+                .zip(expected)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
         if same {
             Ok(Self)
         } else {
-            Err(ApiError::new(ErrorCode::Unauthorized, "admin token required"))
+            Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "admin token required",
+            ))
         }
     }
 }
@@ -124,7 +153,11 @@ impl<S: Send + Sync> FromRequestParts<S> for QueueTokenHeader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let value = parts.headers.get("x-queue-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let value = parts
+            .headers
+            .get("x-queue-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         Ok(Self(value))
     }
 }
@@ -148,7 +181,9 @@ impl<S: Send + Sync> FromRequestParts<S> for PreferWait {
             .flat_map(|v| v.split([',', ';']))
             .filter_map(|pref| {
                 let (name, value) = pref.split_once('=')?;
-                name.trim().eq_ignore_ascii_case("wait").then(|| value.trim().trim_matches('"').parse::<u64>().ok())?
+                name.trim()
+                    .eq_ignore_ascii_case("wait")
+                    .then(|| value.trim().trim_matches('"').parse::<u64>().ok())?
             })
             .next()
             .map(|n| n.min(MAX_WAIT_SECONDS));
@@ -164,10 +199,16 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let Some(value) = parts.headers.get("idempotency-key") else { return Ok(Self(None)) };
-        let key = value.to_str().map_err(|_| ApiError::validation("Idempotency-Key must be printable ASCII"))?;
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(Self(None));
+        };
+        let key = value
+            .to_str()
+            .map_err(|_| ApiError::validation("Idempotency-Key must be printable ASCII"))?;
         if key.is_empty() || key.len() > 200 || !key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-            return Err(ApiError::validation("Idempotency-Key must be 1 to 200 printable ASCII characters"));
+            return Err(ApiError::validation(
+                "Idempotency-Key must be 1 to 200 printable ASCII characters",
+            ));
         }
         Ok(Self(Some(key.to_owned())))
     }

@@ -12,17 +12,35 @@ use crate::state::AppState;
 
 /// Verifies a queue token's signature, its owner (when the caller is known) and its concert (when the
 /// endpoint names one).
-pub fn verify(state: &AppState, token: Option<&str>, user: Option<Uuid>, concert: Option<Uuid>) -> ApiResult<QueueClaims> {
-    let token = token.ok_or_else(|| ApiError::new(ErrorCode::QueueTokenInvalid, "send X-Queue-Token: <queue_token>"))?;
-    let claims = state
-        .signer
-        .verify_queue(token)
-        .map_err(|e| ApiError::new(ErrorCode::QueueTokenInvalid, format!("queue token refused: {e}")))?;
+pub fn verify(
+    state: &AppState,
+    token: Option<&str>,
+    user: Option<Uuid>,
+    concert: Option<Uuid>,
+) -> ApiResult<QueueClaims> {
+    let token = token.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::QueueTokenInvalid,
+            "send X-Queue-Token: <queue_token>",
+        )
+    })?;
+    let claims = state.signer.verify_queue(token).map_err(|e| {
+        ApiError::new(
+            ErrorCode::QueueTokenInvalid,
+            format!("queue token refused: {e}"),
+        )
+    })?;
     if user.is_some_and(|u| u != claims.uid) {
-        return Err(ApiError::new(ErrorCode::QueueTokenInvalid, "the queue token belongs to another user"));
+        return Err(ApiError::new(
+            ErrorCode::QueueTokenInvalid,
+            "the queue token belongs to another user",
+        ));
     }
     if concert.is_some_and(|c| c != claims.cid) {
-        return Err(ApiError::new(ErrorCode::QueueTokenInvalid, "the queue token is for another concert"));
+        return Err(ApiError::new(
+            ErrorCode::QueueTokenInvalid,
+            "the queue token is for another concert",
+        ));
     }
     Ok(claims)
 }
@@ -30,14 +48,22 @@ pub fn verify(state: &AppState, token: Option<&str>, user: Option<Uuid>, concert
 /// The place's status from the cache. A room the cache has not seen yet (created a moment ago) reads as
 /// the start of the line.
 pub fn status(state: &AppState, claims: &QueueClaims) -> PlaceStatus {
-    state.rooms.status(claims.cid, claims.seq as i64, Utc::now()).unwrap_or(PlaceStatus::Waiting {
-        position: claims.seq as i64,
-        eta_seconds: None,
-    })
+    state
+        .rooms
+        .status(claims.cid, claims.seq as i64, Utc::now())
+        .unwrap_or(PlaceStatus::Waiting {
+            position: claims.seq as i64,
+            eta_seconds: None,
+        })
 }
 
 /// Lets only an ACTIVE place through: WAITING is 403 with the position, EXPIRED or COMPLETED is 401.
-pub fn require_active(state: &AppState, token: Option<&str>, user: Option<Uuid>, concert: Option<Uuid>) -> ApiResult<QueueClaims> {
+pub fn require_active(
+    state: &AppState,
+    token: Option<&str>,
+    user: Option<Uuid>,
+    concert: Option<Uuid>,
+) -> ApiResult<QueueClaims> {
     let claims = verify(state, token, user, concert)?;
     match status(state, &claims) {
         PlaceStatus::Active { .. } => Ok(claims),
@@ -47,7 +73,13 @@ pub fn require_active(state: &AppState, token: Option<&str>, user: Option<Uuid>,
         )
         .with_position(position as u64)
         .into()),
-        PlaceStatus::Expired => Err(ApiError::new(ErrorCode::QueueTokenExpired, "the active window has closed; join again")),
-        PlaceStatus::Completed => Err(ApiError::new(ErrorCode::QueueTokenExpired, "this place ended with a payment; join again")),
+        PlaceStatus::Expired => Err(ApiError::new(
+            ErrorCode::QueueTokenExpired,
+            "the active window has closed; join again",
+        )),
+        PlaceStatus::Completed => Err(ApiError::new(
+            ErrorCode::QueueTokenExpired,
+            "this place ended with a payment; join again",
+        )),
     }
 }

@@ -3,7 +3,7 @@
 //! restarted, the reply came before this instance started) the stored outcome in Postgres answers instead.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use concert_core::commands::Reply;
@@ -12,11 +12,15 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
+use crate::rooms::RoomCache;
+
 /// Outcomes seen on the reply topic, and the requests waiting for theirs.
 pub struct ReplyHub {
     inner: Mutex<Inner>,
     capacity: usize,
     ttl: Duration,
+    /// Told of places a reply completed, so a status poll right after a payment already says COMPLETED.
+    rooms: Arc<RoomCache>,
 }
 
 #[derive(Default)]
@@ -27,13 +31,23 @@ struct Inner {
 }
 
 impl ReplyHub {
-    pub fn new(capacity: usize, ttl: Duration) -> Self {
-        Self { inner: Mutex::new(Inner::default()), capacity, ttl }
+    pub fn new(capacity: usize, ttl: Duration, rooms: Arc<RoomCache>) -> Self {
+        Self {
+            inner: Mutex::new(Inner::default()),
+            capacity,
+            ttl,
+            rooms,
+        }
     }
 
     /// The outcome, if this instance has seen it.
     pub fn get(&self, request_id: Uuid) -> Option<Reply> {
-        self.inner.lock().expect("reply hub lock").done.get(&request_id).cloned()
+        self.inner
+            .lock()
+            .expect("reply hub lock")
+            .done
+            .get(&request_id)
+            .cloned()
     }
 
     /// A receiver that gets the outcome of `request_id`. Subscribe before publishing the command, so a fast
@@ -52,6 +66,9 @@ impl ReplyHub {
 
     /// Records an outcome and wakes its waiters.
     pub fn publish(&self, reply: Reply) {
+        if let Some(place) = reply.completed_place {
+            self.rooms.mark_completed(place);
+        }
         let now = Instant::now();
         let mut inner = self.inner.lock().expect("reply hub lock");
         for waiter in inner.waiters.remove(&reply.request_id).unwrap_or_default() {
@@ -95,7 +112,7 @@ impl ReplyHub {
 /// Reads the reply topic from its end on every partition (no consumer group: each instance reads it all)
 /// and feeds the hub. Reconnects on its own when the broker goes away.
 pub async fn run_reply_reader(
-    hub: std::sync::Arc<ReplyHub>,
+    hub: Arc<ReplyHub>,
     brokers: String,
     topic: String,
     mut shutdown: watch::Receiver<bool>,
@@ -128,26 +145,38 @@ async fn read_replies(
     use anyhow::Context;
     let consumer: StreamConsumer = concert_core::kafka::client_config(brokers)
         // A group id is required by the client but never joined: partitions are assigned by hand.
-        .set("group.id", format!("concert-api-replies-{}", Uuid::new_v4()))
+        .set(
+            "group.id",
+            format!("concert-api-replies-{}", Uuid::new_v4()),
+        )
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .set("fetch.wait.max.ms", "10")
         .create()
         .context("creating reply consumer")?;
-    let metadata = tokio::task::block_in_place(|| consumer.fetch_metadata(Some(topic), Duration::from_secs(5)))
-        .context("reading reply topic metadata")?;
+    let metadata = tokio::task::block_in_place(|| {
+        consumer.fetch_metadata(Some(topic), Duration::from_secs(5))
+    })
+    .context("reading reply topic metadata")?;
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
         .filter(|t| t.name() == topic && t.error().is_none())
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
-    anyhow::ensure!(!partitions.is_empty(), "reply topic {topic} has no partitions yet");
+    anyhow::ensure!(
+        !partitions.is_empty(),
+        "reply topic {topic} has no partitions yet"
+    );
     let mut assignment = TopicPartitionList::new();
     for p in &partitions {
-        assignment.add_partition_offset(topic, *p, Offset::End).context("building assignment")?;
+        assignment
+            .add_partition_offset(topic, *p, Offset::End)
+            .context("building assignment")?;
     }
-    consumer.assign(&assignment).context("assigning reply partitions")?;
+    consumer
+        .assign(&assignment)
+        .context("assigning reply partitions")?;
     tracing::info!(topic, partitions = partitions.len(), "reading replies");
     loop {
         tokio::select! {
@@ -171,19 +200,30 @@ mod tests {
     use super::*;
     use concert_core::commands::{CommandKind, Outcome};
 
+    fn hub(capacity: usize) -> ReplyHub {
+        ReplyHub::new(
+            capacity,
+            Duration::from_secs(60),
+            Arc::new(RoomCache::default()),
+        )
+    }
+
     fn reply(id: Uuid) -> Reply {
         Reply {
             request_id: id,
             user_id: Uuid::nil(),
             kind: CommandKind::Hold,
             fingerprint: String::new(),
-            outcome: Outcome::Succeeded { result: serde_json::json!({}) },
+            outcome: Outcome::Succeeded {
+                result: serde_json::json!({}),
+            },
+            completed_place: None,
         }
     }
 
     #[tokio::test]
     async fn waiter_is_woken_by_publish() {
-        let hub = ReplyHub::new(10, Duration::from_secs(60));
+        let hub = hub(10);
         let id = Uuid::new_v4();
         let rx = hub.subscribe(id);
         hub.publish(reply(id));
@@ -192,7 +232,7 @@ mod tests {
 
     #[tokio::test]
     async fn late_subscriber_gets_stored_outcome() {
-        let hub = ReplyHub::new(10, Duration::from_secs(60));
+        let hub = hub(10);
         let id = Uuid::new_v4();
         hub.publish(reply(id));
         assert_eq!(hub.subscribe(id).await.unwrap().request_id, id);
@@ -200,7 +240,7 @@ mod tests {
 
     #[test]
     fn capacity_bounds_the_map() {
-        let hub = ReplyHub::new(3, Duration::from_secs(60));
+        let hub = hub(3);
         let ids: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
         for id in &ids {
             hub.publish(reply(*id));
@@ -212,7 +252,7 @@ mod tests {
 
     #[test]
     fn abandoned_waiters_are_pruned() {
-        let hub = ReplyHub::new(3, Duration::from_secs(60));
+        let hub = hub(3);
         drop(hub.subscribe(Uuid::new_v4()));
         hub.prune();
         assert!(hub.inner.lock().unwrap().waiters.is_empty());

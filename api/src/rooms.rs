@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use concert_core::admission::{place_status, Admission, PlaceStatus, Policy};
+use concert_core::commands::PlaceRef;
 use sqlx::PgPool;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -28,9 +29,22 @@ pub struct Room {
 
 impl Room {
     pub fn status(&self, seq: i64, now: DateTime<Utc>) -> PlaceStatus {
-        let step = self.admissions.range(seq..).next().map(|(_, a)| *a).filter(|a| a.from_seq <= seq);
+        let step = self
+            .admissions
+            .range(seq..)
+            .next()
+            .map(|(_, a)| *a)
+            .filter(|a| a.from_seq <= seq);
         let steps: Vec<Admission> = step.into_iter().collect();
-        place_status(seq, self.admitted_upto, &steps, self.completed.contains(&seq), &self.policy, self.next_admit_at, now)
+        place_status(
+            seq,
+            self.admitted_upto,
+            &steps,
+            self.completed.contains(&seq),
+            &self.policy,
+            self.next_admit_at,
+            now,
+        )
     }
 
     pub fn waiting(&self) -> i64 {
@@ -42,7 +56,11 @@ impl Room {
         self.admissions
             .values()
             .filter(|a| a.active_until > now)
-            .map(|a| (a.from_seq..=a.upto_seq).filter(|s| !self.completed.contains(s)).count() as i64)
+            .map(|a| {
+                (a.from_seq..=a.upto_seq)
+                    .filter(|s| !self.completed.contains(s))
+                    .count() as i64
+            })
             .sum()
     }
 }
@@ -66,27 +84,53 @@ const OVERLAP: chrono::Duration = chrono::Duration::seconds(30);
 
 impl RoomCache {
     pub fn status(&self, concert_id: Uuid, seq: i64, now: DateTime<Utc>) -> Option<PlaceStatus> {
-        self.rooms.read().expect("room cache lock").get(&concert_id).map(|r| r.status(seq, now))
+        self.rooms
+            .read()
+            .expect("room cache lock")
+            .get(&concert_id)
+            .map(|r| r.status(seq, now))
     }
 
     pub fn room(&self, concert_id: Uuid) -> Option<Room> {
-        self.rooms.read().expect("room cache lock").get(&concert_id).cloned()
+        self.rooms
+            .read()
+            .expect("room cache lock")
+            .get(&concert_id)
+            .cloned()
+    }
+
+    /// Records that a place ended with a payment, ahead of the next refresh that would read it.
+    pub fn mark_completed(&self, place: PlaceRef) {
+        if let Some(room) = self
+            .rooms
+            .write()
+            .expect("room cache lock")
+            .get_mut(&place.concert_id)
+        {
+            room.completed.insert(place.seq);
+        }
     }
 
     pub fn contains(&self, concert_id: Uuid) -> bool {
-        self.rooms.read().expect("room cache lock").contains_key(&concert_id)
+        self.rooms
+            .read()
+            .expect("room cache lock")
+            .contains_key(&concert_id)
     }
 
     /// (waiting, active) summed over all rooms, for the metrics gauges.
     pub fn totals(&self, now: DateTime<Utc>) -> (i64, i64) {
         let rooms = self.rooms.read().expect("room cache lock");
-        rooms.values().fold((0, 0), |(w, a), r| (w + r.waiting(), a + r.active(now)))
+        rooms
+            .values()
+            .fold((0, 0), |(w, a), r| (w + r.waiting(), a + r.active(now)))
     }
 
     /// Reads what changed since the last refresh, in one snapshot so the frontier and the steps agree.
     pub async fn refresh(&self, pool: &PgPool) -> anyhow::Result<()> {
         let mut cursor = self.cursor.lock().await;
-        let snapshot = db::rooms::read_changes(pool, cursor.admissions_since, cursor.completed_since).await?;
+        let snapshot =
+            db::rooms::read_changes(pool, cursor.admissions_since, cursor.completed_since).await?;
         let now = snapshot.now;
         let mut rooms = self.rooms.write().expect("room cache lock");
         let mut fresh: HashMap<Uuid, Room> = HashMap::with_capacity(snapshot.rooms.len());
@@ -125,7 +169,12 @@ impl RoomCache {
 }
 
 /// Refreshes the cache every `every` until shutdown; failures are logged and retried on the next beat.
-pub async fn run_refresher(cache: std::sync::Arc<RoomCache>, pool: PgPool, every: Duration, mut shutdown: watch::Receiver<bool>) {
+pub async fn run_refresher(
+    cache: std::sync::Arc<RoomCache>,
+    pool: PgPool,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

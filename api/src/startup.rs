@@ -46,14 +46,15 @@ impl Application {
         let settings = &config.settings;
         let pool = concert_core::db::pool(&settings.database_url, settings.db_max_connections)?;
         let producer = concert_core::kafka::producer(&settings.kafka_brokers)?;
+        let rooms = Arc::new(RoomCache::default());
         let state = AppState {
             pool,
             producer,
             topics: Arc::new(settings.topics()),
             signer: TokenSigner::new(settings.token_secret.as_bytes().to_vec()),
             request_ids: RequestIds::new(settings.token_secret.as_bytes().to_vec()),
-            replies: Arc::new(ReplyHub::new(REPLY_CAPACITY, REPLY_TTL)),
-            rooms: Arc::new(RoomCache::default()),
+            replies: Arc::new(ReplyHub::new(REPLY_CAPACITY, REPLY_TTL, rooms.clone())),
+            rooms,
             dates: Arc::new(DateCache::default()),
             metrics: crate::http_metrics::recorder(),
             config: Arc::new(config),
@@ -61,12 +62,16 @@ impl Application {
         if let Err(err) = state.rooms.refresh(&state.pool).await {
             tracing::warn!(error = ?err, "waiting room cache not loaded yet; will retry");
         }
-        let listener = TcpListener::bind(("0.0.0.0", state.config.port)).await.context("binding the api port")?;
+        let listener = TcpListener::bind(("0.0.0.0", state.config.port))
+            .await
+            .context("binding the api port")?;
         Ok(Self { listener, state })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn state(&self) -> &AppState {
@@ -83,7 +88,12 @@ impl Application {
             state.topics.replies.clone(),
             shutdown.clone(),
         ));
-        tokio::spawn(run_refresher(state.rooms.clone(), state.pool.clone(), ROOM_REFRESH, shutdown.clone()));
+        tokio::spawn(run_refresher(
+            state.rooms.clone(),
+            state.pool.clone(),
+            ROOM_REFRESH,
+            shutdown.clone(),
+        ));
         tokio::spawn(prune_replies(state.replies.clone(), shutdown.clone()));
         tracing::info!(addr = %self.addr(), "api listening");
         let mut stop = shutdown;
@@ -111,7 +121,12 @@ pub fn app(state: AppState) -> Router {
     crate::routes::router()
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .fallback(|| async { problem(ErrorCode::NotFound, "no such endpoint") })
-        .method_not_allowed_fallback(|| async { problem(ErrorCode::MethodNotAllowed, "method not allowed on this endpoint") })
+        .method_not_allowed_fallback(|| async {
+            problem(
+                ErrorCode::MethodNotAllowed,
+                "method not allowed on this endpoint",
+            )
+        })
         .layer(axum::middleware::from_fn(crate::http_metrics::track))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CatchPanicLayer::custom(|_| {

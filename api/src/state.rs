@@ -41,7 +41,10 @@ impl DateCache {
         }
         let info = crate::db::catalog::date_info(pool, date_id).await?;
         if let Some(info) = info {
-            self.0.write().expect("date cache lock").insert(date_id, info);
+            self.0
+                .write()
+                .expect("date cache lock")
+                .insert(date_id, info);
         }
         Ok(info)
     }

@@ -29,7 +29,13 @@ const STORE_POLL: Duration = Duration::from_millis(750);
 ///
 /// With an idempotency key the request id is derived from the key, so a retry names the same request; an
 /// outcome already stored answers without publishing again, and one stored for a different body is refused.
-pub async fn submit(state: &AppState, user: Uuid, command: Command, key: Option<&str>, wait: Duration) -> ApiResult<(Uuid, Option<Reply>)> {
+pub async fn submit(
+    state: &AppState,
+    user: Uuid,
+    command: Command,
+    key: Option<&str>,
+    wait: Duration,
+) -> ApiResult<(Uuid, Option<Reply>)> {
     let kind = command.kind();
     let request_id = match key {
         Some(key) => state.request_ids.for_idempotency_key(user, kind, key),
@@ -50,9 +56,18 @@ pub async fn submit(state: &AppState, user: Uuid, command: Command, key: Option<
         None => None,
     };
     if let Some(reply) = &reply {
-        metrics::histogram!("command_outcome_seconds", "kind" => kind.as_str()).record(started.elapsed().as_secs_f64());
+        if let (Outcome::Succeeded { .. }, Some(place)) =
+            (&reply.outcome, envelope.command.completes_place())
+        {
+            state.rooms.mark_completed(place);
+        }
+        metrics::histogram!("command_outcome_seconds", "kind" => kind.as_str())
+            .record(started.elapsed().as_secs_f64());
         if key.is_some() {
-            return Ok((request_id, Some(same_body(reply.clone(), &envelope.fingerprint)?)));
+            return Ok((
+                request_id,
+                Some(same_body(reply.clone(), &envelope.fingerprint)?),
+            ));
         }
     }
     Ok((request_id, reply))
@@ -62,7 +77,10 @@ fn same_body(stored: Reply, fingerprint: &str) -> ApiResult<Reply> {
     if stored.fingerprint == fingerprint {
         Ok(stored)
     } else {
-        Err(ApiError::new(ErrorCode::IdempotencyKeyReused, "this Idempotency-Key was used for a different request"))
+        Err(ApiError::new(
+            ErrorCode::IdempotencyKeyReused,
+            "this Idempotency-Key was used for a different request",
+        ))
     }
 }
 
@@ -83,7 +101,12 @@ async fn publish(state: &AppState, envelope: &CommandEnvelope) -> ApiResult<()> 
 }
 
 /// Waits up to `wait` for the outcome: woken by the reply topic, or found in Postgres if the reply is missed.
-pub async fn await_outcome(state: &AppState, request_id: Uuid, mut rx: oneshot::Receiver<Reply>, wait: Duration) -> ApiResult<Option<Reply>> {
+pub async fn await_outcome(
+    state: &AppState,
+    request_id: Uuid,
+    mut rx: oneshot::Receiver<Reply>,
+    wait: Duration,
+) -> ApiResult<Option<Reply>> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let next_look = (tokio::time::Instant::now() + STORE_POLL).min(deadline);
@@ -119,7 +142,15 @@ pub struct Accepted {
 /// 202 Accepted with `Location` pointing at the request.
 pub fn accepted(request_id: Uuid) -> Response {
     let location = format!("/v1/requests/{request_id}");
-    (StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(Accepted { request_id, status: "PENDING" })).into_response()
+    (
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(Accepted {
+            request_id,
+            status: "PENDING",
+        }),
+    )
+        .into_response()
 }
 
 /// The poll document of a request.
@@ -137,7 +168,13 @@ pub struct RequestDoc {
 
 impl RequestDoc {
     pub fn pending(request_id: Uuid, kind: CommandKind) -> Self {
-        Self { request_id, kind, status: "PENDING", result: None, error: None }
+        Self {
+            request_id,
+            kind,
+            status: "PENDING",
+            result: None,
+            error: None,
+        }
     }
 
     pub fn from_reply(state: &AppState, reply: Reply) -> Self {
@@ -172,7 +209,11 @@ pub struct JoinView {
 }
 
 pub fn join_view(state: &AppState, user: Uuid, place: &JoinResult) -> JoinView {
-    let claims = QueueClaims { cid: place.concert_id, uid: user, seq: place.seq as u64 };
+    let claims = QueueClaims {
+        cid: place.concert_id,
+        uid: user,
+        seq: place.seq as u64,
+    };
     let status = crate::queue_gate::status(state, &claims);
     JoinView {
         concert_id: place.concert_id,
@@ -195,7 +236,12 @@ pub fn status_name(status: &PlaceStatus) -> &'static str {
 }
 
 /// Workers store a join's place; clients get it as a signed queue token.
-fn public_result(state: &AppState, kind: CommandKind, user: Uuid, result: serde_json::Value) -> serde_json::Value {
+fn public_result(
+    state: &AppState,
+    kind: CommandKind,
+    user: Uuid,
+    result: serde_json::Value,
+) -> serde_json::Value {
     if kind != CommandKind::Join {
         return result;
     }
@@ -209,7 +255,10 @@ fn public_result(state: &AppState, kind: CommandKind, user: Uuid, result: serde_
 /// problem's own status with the problem document on failure.
 pub fn decided(state: &AppState, reply: Reply) -> Response {
     match RequestDoc::from_reply(state, reply) {
-        RequestDoc { error: Some(problem), .. } => problem_response(&problem),
+        RequestDoc {
+            error: Some(problem),
+            ..
+        } => problem_response(&problem),
         doc => (StatusCode::OK, Json(doc)).into_response(),
     }
 }

@@ -36,12 +36,17 @@ impl Policy {
     /// Why the policy cannot be used, if it cannot.
     pub fn validate(&self) -> Result<(), String> {
         if self.max_active_users.is_none() && self.admit_per_interval.is_none() {
-            return Err("set max_active_users, admit_per_interval with interval_seconds, or both".into());
+            return Err(
+                "set max_active_users, admit_per_interval with interval_seconds, or both".into(),
+            );
         }
         if self.admit_per_interval.is_some() != self.interval_seconds.is_some() {
             return Err("admit_per_interval and interval_seconds go together".into());
         }
-        let users = [("max_active_users", self.max_active_users), ("admit_per_interval", self.admit_per_interval)];
+        let users = [
+            ("max_active_users", self.max_active_users),
+            ("admit_per_interval", self.admit_per_interval),
+        ];
         for (name, v) in users {
             if let Some(v) = v {
                 if !(1..=MAX_USERS).contains(&v) {
@@ -77,8 +82,16 @@ pub struct AdmitStep {
 ///
 /// The interval quota is only spent when someone is admitted, so a room that was empty admits the first
 /// arrivals at once rather than on a stale beat.
-pub fn admit_step(policy: &Policy, waiting: i64, active: i64, now: DateTime<Utc>, next_admit_at: Option<DateTime<Utc>>) -> AdmitStep {
-    let room = policy.max_active_users.map_or(i64::MAX, |m| (i64::from(m) - active).max(0));
+pub fn admit_step(
+    policy: &Policy,
+    waiting: i64,
+    active: i64,
+    now: DateTime<Utc>,
+    next_admit_at: Option<DateTime<Utc>>,
+) -> AdmitStep {
+    let room = policy
+        .max_active_users
+        .map_or(i64::MAX, |m| (i64::from(m) - active).max(0));
     let quota = match (policy.admit_per_interval, next_admit_at) {
         (None, _) => i64::MAX,
         (Some(n), None) => i64::from(n),
@@ -90,7 +103,10 @@ pub fn admit_step(policy: &Policy, waiting: i64, active: i64, now: DateTime<Utc>
         (c, Some(secs)) if c > 0 => Some(now + Duration::seconds(i64::from(secs))),
         _ => next_admit_at,
     };
-    AdmitStep { count, next_admit_at: next }
+    AdmitStep {
+        count,
+        next_admit_at: next,
+    }
 }
 
 /// One admission step as the api caches it.
@@ -105,8 +121,13 @@ pub struct Admission {
 /// The state of one place in line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlaceStatus {
-    Waiting { position: i64, eta_seconds: Option<i64> },
-    Active { active_until: DateTime<Utc> },
+    Waiting {
+        position: i64,
+        eta_seconds: Option<i64>,
+    },
+    Active {
+        active_until: DateTime<Utc>,
+    },
     Expired,
     Completed,
 }
@@ -129,17 +150,30 @@ pub fn place_status(
     }
     if seq > admitted_upto {
         let position = seq - admitted_upto;
-        return PlaceStatus::Waiting { position, eta_seconds: eta_seconds(position, policy, next_admit_at, now) };
+        return PlaceStatus::Waiting {
+            position,
+            eta_seconds: eta_seconds(position, policy, next_admit_at, now),
+        };
     }
-    match admissions.iter().find(|a| (a.from_seq..=a.upto_seq).contains(&seq)) {
-        Some(a) if now < a.active_until => PlaceStatus::Active { active_until: a.active_until },
+    match admissions
+        .iter()
+        .find(|a| (a.from_seq..=a.upto_seq).contains(&seq))
+    {
+        Some(a) if now < a.active_until => PlaceStatus::Active {
+            active_until: a.active_until,
+        },
         _ => PlaceStatus::Expired,
     }
 }
 
 /// A rough wait for `position`: by the interval quota when there is one, and assuming a full room frees a
 /// slot only when a session's window closes. Taking the slower of the two keeps it on the cautious side.
-pub fn eta_seconds(position: i64, policy: &Policy, next_admit_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<i64> {
+pub fn eta_seconds(
+    position: i64,
+    policy: &Policy,
+    next_admit_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<i64> {
     let by_interval = match (policy.admit_per_interval, policy.interval_seconds) {
         (Some(n), Some(secs)) => {
             let rounds_before = (position - 1) / i64::from(n);
@@ -160,9 +194,16 @@ pub fn eta_seconds(position: i64, policy: &Policy, next_admit_at: Option<DateTim
 /// How long a client should wait before polling its status again.
 pub fn retry_after_seconds(status: &PlaceStatus) -> u64 {
     match status {
-        PlaceStatus::Waiting { position, eta_seconds } => {
+        PlaceStatus::Waiting {
+            position,
+            eta_seconds,
+        } => {
             let by_eta = eta_seconds.map_or(5, |eta| (eta / 4).clamp(1, 30) as u64);
-            if *position <= 10 { 1 } else { by_eta }
+            if *position <= 10 {
+                1
+            } else {
+                by_eta
+            }
         }
         PlaceStatus::Active { .. } => 30,
         PlaceStatus::Expired | PlaceStatus::Completed => 3600,
@@ -193,14 +234,24 @@ mod tests {
         assert_eq!(admit_step(&p, 100, 3, t(0), None).count, 7);
         assert_eq!(admit_step(&p, 4, 3, t(0), None).count, 4);
         assert_eq!(admit_step(&p, 100, 10, t(0), None).count, 0);
-        assert_eq!(admit_step(&p, 100, 12, t(0), None).count, 0, "over-full room admits no one");
+        assert_eq!(
+            admit_step(&p, 100, 12, t(0), None).count,
+            0,
+            "over-full room admits no one"
+        );
     }
 
     #[test]
     fn per_interval_admits_once_per_beat() {
         let p = policy(None, Some((5, 10)));
         let first = admit_step(&p, 100, 0, t(0), None);
-        assert_eq!(first, AdmitStep { count: 5, next_admit_at: Some(t(10)) });
+        assert_eq!(
+            first,
+            AdmitStep {
+                count: 5,
+                next_admit_at: Some(t(10))
+            }
+        );
         assert_eq!(admit_step(&p, 95, 5, t(9), first.next_admit_at).count, 0);
         assert_eq!(admit_step(&p, 95, 5, t(10), first.next_admit_at).count, 5);
     }
@@ -209,7 +260,13 @@ mod tests {
     fn empty_room_does_not_spend_the_beat() {
         let p = policy(None, Some((5, 10)));
         let idle = admit_step(&p, 0, 0, t(0), None);
-        assert_eq!(idle, AdmitStep { count: 0, next_admit_at: None });
+        assert_eq!(
+            idle,
+            AdmitStep {
+                count: 0,
+                next_admit_at: None
+            }
+        );
         assert_eq!(admit_step(&p, 2, 0, t(3), idle.next_admit_at).count, 2);
     }
 
@@ -238,13 +295,45 @@ mod tests {
     #[test]
     fn place_status_follows_frontier_and_window() {
         let p = policy(Some(10), None);
-        let steps = [Admission { from_seq: 1, upto_seq: 3, admitted_at: t(0), active_until: t(60) }];
-        assert_eq!(place_status(5, 3, &steps, false, &p, None, t(1)), PlaceStatus::Waiting { position: 2, eta_seconds: Some(0) });
-        assert_eq!(place_status(4, 3, &steps, false, &p, None, t(1)), PlaceStatus::Waiting { position: 1, eta_seconds: Some(0) });
-        assert_eq!(place_status(2, 3, &steps, false, &p, None, t(59)), PlaceStatus::Active { active_until: t(60) });
-        assert_eq!(place_status(2, 3, &steps, false, &p, None, t(60)), PlaceStatus::Expired);
-        assert_eq!(place_status(2, 3, &steps, true, &p, None, t(1)), PlaceStatus::Completed);
-        assert_eq!(place_status(1, 3, &[], false, &p, None, t(1)), PlaceStatus::Expired, "forgotten step is long over");
+        let steps = [Admission {
+            from_seq: 1,
+            upto_seq: 3,
+            admitted_at: t(0),
+            active_until: t(60),
+        }];
+        assert_eq!(
+            place_status(5, 3, &steps, false, &p, None, t(1)),
+            PlaceStatus::Waiting {
+                position: 2,
+                eta_seconds: Some(0)
+            }
+        );
+        assert_eq!(
+            place_status(4, 3, &steps, false, &p, None, t(1)),
+            PlaceStatus::Waiting {
+                position: 1,
+                eta_seconds: Some(0)
+            }
+        );
+        assert_eq!(
+            place_status(2, 3, &steps, false, &p, None, t(59)),
+            PlaceStatus::Active {
+                active_until: t(60)
+            }
+        );
+        assert_eq!(
+            place_status(2, 3, &steps, false, &p, None, t(60)),
+            PlaceStatus::Expired
+        );
+        assert_eq!(
+            place_status(2, 3, &steps, true, &p, None, t(1)),
+            PlaceStatus::Completed
+        );
+        assert_eq!(
+            place_status(1, 3, &[], false, &p, None, t(1)),
+            PlaceStatus::Expired,
+            "forgotten step is long over"
+        );
     }
 
     #[test]
@@ -260,8 +349,26 @@ mod tests {
 
     #[test]
     fn retry_after_is_short_near_the_front() {
-        assert_eq!(retry_after_seconds(&PlaceStatus::Waiting { position: 1, eta_seconds: Some(600) }), 1);
-        assert_eq!(retry_after_seconds(&PlaceStatus::Waiting { position: 500, eta_seconds: Some(600) }), 30);
-        assert_eq!(retry_after_seconds(&PlaceStatus::Waiting { position: 500, eta_seconds: Some(8) }), 2);
+        assert_eq!(
+            retry_after_seconds(&PlaceStatus::Waiting {
+                position: 1,
+                eta_seconds: Some(600)
+            }),
+            1
+        );
+        assert_eq!(
+            retry_after_seconds(&PlaceStatus::Waiting {
+                position: 500,
+                eta_seconds: Some(600)
+            }),
+            30
+        );
+        assert_eq!(
+            retry_after_seconds(&PlaceStatus::Waiting {
+                position: 500,
+                eta_seconds: Some(8)
+            }),
+            2
+        );
     }
 }

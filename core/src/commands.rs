@@ -41,10 +41,26 @@ impl CommandKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Command {
-    Join { concert_id: Uuid },
-    Hold { concert_id: Uuid, date_id: Uuid, seat_no: i32, queue_seq: i64 },
-    Release { concert_id: Uuid, date_id: Uuid, hold_id: Uuid },
-    Pay { concert_id: Uuid, date_id: Uuid, hold_id: Uuid, queue_seq: i64 },
+    Join {
+        concert_id: Uuid,
+    },
+    Hold {
+        concert_id: Uuid,
+        date_id: Uuid,
+        seat_no: i32,
+        queue_seq: i64,
+    },
+    Release {
+        concert_id: Uuid,
+        date_id: Uuid,
+        hold_id: Uuid,
+    },
+    Pay {
+        concert_id: Uuid,
+        date_id: Uuid,
+        hold_id: Uuid,
+        queue_seq: i64,
+    },
 }
 
 impl Command {
@@ -62,7 +78,24 @@ impl Command {
     pub fn partition_key(&self) -> Uuid {
         match self {
             Self::Join { concert_id } => *concert_id,
-            Self::Hold { date_id, .. } | Self::Release { date_id, .. } | Self::Pay { date_id, .. } => *date_id,
+            Self::Hold { date_id, .. }
+            | Self::Release { date_id, .. }
+            | Self::Pay { date_id, .. } => *date_id,
+        }
+    }
+
+    /// The place in line this command ends when it succeeds: a payment completes the payer's place.
+    pub fn completes_place(&self) -> Option<PlaceRef> {
+        match self {
+            Self::Pay {
+                concert_id,
+                queue_seq,
+                ..
+            } => Some(PlaceRef {
+                concert_id: *concert_id,
+                seq: *queue_seq,
+            }),
+            _ => None,
         }
     }
 
@@ -86,7 +119,13 @@ pub struct CommandEnvelope {
 
 impl CommandEnvelope {
     pub fn new(request_id: Uuid, user_id: Uuid, command: Command) -> Self {
-        Self { request_id, user_id, submitted_at: Utc::now(), fingerprint: command.fingerprint(), command }
+        Self {
+            request_id,
+            user_id,
+            submitted_at: Utc::now(),
+            fingerprint: command.fingerprint(),
+            command,
+        }
     }
 }
 
@@ -98,6 +137,13 @@ pub enum Outcome {
     Failed { error: Problem },
 }
 
+/// A place in line: the concert and the seq the queue token names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaceRef {
+    pub concert_id: Uuid,
+    pub seq: i64,
+}
+
 /// A command's outcome on the reply topic; the same thing is stored in the `requests` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reply {
@@ -107,6 +153,28 @@ pub struct Reply {
     pub fingerprint: String,
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// The place this outcome ended, so every api instance shows it COMPLETED at once instead of on its
+    /// next cache refresh. Set on replies sent as the command is applied, not on replayed ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_place: Option<PlaceRef>,
+}
+
+impl Reply {
+    /// The reply to `envelope` decided now.
+    pub fn decided(envelope: &CommandEnvelope, outcome: Outcome) -> Self {
+        let completed_place = match outcome {
+            Outcome::Succeeded { .. } => envelope.command.completes_place(),
+            Outcome::Failed { .. } => None,
+        };
+        Self {
+            request_id: envelope.request_id,
+            user_id: envelope.user_id,
+            kind: envelope.command.kind(),
+            fingerprint: envelope.fingerprint.clone(),
+            outcome,
+            completed_place,
+        }
+    }
 }
 
 /// `result` of a JOIN: the place in line. The api turns it into a signed queue token.
@@ -175,7 +243,12 @@ mod tests {
 
     #[test]
     fn command_wire_form_is_tagged_by_kind() {
-        let c = Command::Hold { concert_id: Uuid::nil(), date_id: Uuid::nil(), seat_no: 7, queue_seq: 3 };
+        let c = Command::Hold {
+            concert_id: Uuid::nil(),
+            date_id: Uuid::nil(),
+            seat_no: 7,
+            queue_seq: 3,
+        };
         let v = serde_json::to_value(&c).unwrap();
         assert_eq!(v["kind"], "HOLD");
         assert_eq!(v["seat_no"], 7);
@@ -184,8 +257,18 @@ mod tests {
 
     #[test]
     fn fingerprint_tells_bodies_apart() {
-        let a = Command::Hold { concert_id: Uuid::nil(), date_id: Uuid::nil(), seat_no: 7, queue_seq: 3 };
-        let b = Command::Hold { concert_id: Uuid::nil(), date_id: Uuid::nil(), seat_no: 8, queue_seq: 3 };
+        let a = Command::Hold {
+            concert_id: Uuid::nil(),
+            date_id: Uuid::nil(),
+            seat_no: 7,
+            queue_seq: 3,
+        };
+        let b = Command::Hold {
+            concert_id: Uuid::nil(),
+            date_id: Uuid::nil(),
+            seat_no: 8,
+            queue_seq: 3,
+        };
         assert_eq!(a.fingerprint(), a.clone().fingerprint());
         assert_ne!(a.fingerprint(), b.fingerprint());
     }
@@ -197,7 +280,10 @@ mod tests {
             user_id: Uuid::nil(),
             kind: CommandKind::Pay,
             fingerprint: "f".into(),
-            outcome: Outcome::Succeeded { result: serde_json::json!({"x": 1}) },
+            outcome: Outcome::Succeeded {
+                result: serde_json::json!({"x": 1}),
+            },
+            completed_place: None,
         };
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["status"], "SUCCEEDED");
@@ -206,10 +292,55 @@ mod tests {
     }
 
     #[test]
+    fn only_a_successful_payment_completes_a_place() {
+        let (c, d) = (Uuid::new_v4(), Uuid::new_v4());
+        let pay = CommandEnvelope::new(
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Command::Pay {
+                concert_id: c,
+                date_id: d,
+                hold_id: Uuid::new_v4(),
+                queue_seq: 9,
+            },
+        );
+        let ok = Outcome::Succeeded {
+            result: serde_json::json!({}),
+        };
+        assert_eq!(
+            Reply::decided(&pay, ok.clone()).completed_place,
+            Some(PlaceRef {
+                concert_id: c,
+                seq: 9
+            })
+        );
+        let failed = Outcome::Failed {
+            error: Problem::new(crate::ErrorCode::HoldExpired, "late"),
+        };
+        assert_eq!(Reply::decided(&pay, failed).completed_place, None);
+        let hold = CommandEnvelope::new(
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Command::Hold {
+                concert_id: c,
+                date_id: d,
+                seat_no: 1,
+                queue_seq: 9,
+            },
+        );
+        assert_eq!(Reply::decided(&hold, ok).completed_place, None);
+    }
+
+    #[test]
     fn partition_key_is_concert_for_joins_and_date_for_seats() {
         let (c, d) = (Uuid::new_v4(), Uuid::new_v4());
         assert_eq!(Command::Join { concert_id: c }.partition_key(), c);
-        let hold = Command::Hold { concert_id: c, date_id: d, seat_no: 1, queue_seq: 1 };
+        let hold = Command::Hold {
+            concert_id: c,
+            date_id: d,
+            seat_no: 1,
+            queue_seq: 1,
+        };
         assert_eq!(hold.partition_key(), d);
     }
 }

@@ -4,7 +4,10 @@ use anyhow::{bail, Context};
 
 /// Read `name`, or `default` when it is unset or empty.
 pub fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned())
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
 }
 
 /// Read and parse `name`, or `default` when it is unset or empty.
@@ -49,7 +52,8 @@ impl Settings {
             kafka_brokers: env_or("KAFKA_BROKERS", "127.0.0.1:9092"),
             topic_prefix: env_or("KAFKA_TOPIC_PREFIX", ""),
             token_secret,
-            db_max_connections: env_parse("DATABASE_MAX_CONNECTIONS", 16).context("DATABASE_MAX_CONNECTIONS")?,
+            db_max_connections: env_parse("DATABASE_MAX_CONNECTIONS", 16)
+                .context("DATABASE_MAX_CONNECTIONS")?,
         })
     }
 

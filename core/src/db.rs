@@ -18,7 +18,10 @@ pub fn pool(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
 
 /// Applies pending migrations. Run once per deployment (`concert-worker migrate`), not by every replica.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    sqlx::migrate!("../migrations").run(pool).await.context("running migrations")?;
+    sqlx::migrate!("../migrations")
+        .run(pool)
+        .await
+        .context("running migrations")?;
     Ok(())
 }
 
@@ -26,12 +29,19 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 /// verdict on the data?
 pub fn is_transient(err: &sqlx::Error) -> bool {
     match err {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_) => true,
         sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => {
             // 40001 serialization_failure, 40P01 deadlock, 08* connection, 57P* operator intervention (restart)
             let code = db.code().unwrap_or_default();
-            code == "40001" || code == "40P01" || code.starts_with("08") || code.starts_with("57P") || code == "53300"
+            code == "40001"
+                || code == "40P01"
+                || code.starts_with("08")
+                || code.starts_with("57P")
+                || code == "53300"
         }
         _ => false,
     }

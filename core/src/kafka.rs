@@ -38,12 +38,19 @@ pub fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
 
 /// Creates the service's topics if they are missing.
 pub async fn ensure_topics(brokers: &str, topics: &Topics) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = client_config(brokers).create().context("creating Kafka admin client")?;
+    let admin: AdminClient<DefaultClientContext> = client_config(brokers)
+        .create()
+        .context("creating Kafka admin client")?;
     let wanted = topics.with_partitions();
-    let new: Vec<NewTopic<'_>> =
-        wanted.iter().map(|(name, parts)| NewTopic::new(name, *parts, TopicReplication::Fixed(1))).collect();
+    let new: Vec<NewTopic<'_>> = wanted
+        .iter()
+        .map(|(name, parts)| NewTopic::new(name, *parts, TopicReplication::Fixed(1)))
+        .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results = admin.create_topics(new.iter(), &options).await.context("creating topics")?;
+    let results = admin
+        .create_topics(new.iter(), &options)
+        .await
+        .context("creating topics")?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}

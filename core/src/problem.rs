@@ -47,8 +47,8 @@ impl ErrorCode {
             ValidationFailed => 400,
             Unauthorized | QueueTokenInvalid | QueueTokenExpired => 401,
             Forbidden | QueueNotAdmitted => 403,
-            ConcertNotFound | DateNotFound | SeatNotFound | HoldNotFound | UserNotFound | RequestNotFound
-            | NotFound => 404,
+            ConcertNotFound | DateNotFound | SeatNotFound | HoldNotFound | UserNotFound
+            | RequestNotFound | NotFound => 404,
             MethodNotAllowed => 405,
             SeatUnavailable | HoldLimitReached | AlreadyPaid => 409,
             HoldExpired => 410,
@@ -123,7 +123,10 @@ pub struct Problem {
 impl Problem {
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
         Self {
-            type_: format!("https://concert-booking.dev/problems/{}", code.as_str().to_lowercase().replace('_', "-")),
+            type_: format!(
+                "https://concert-booking.dev/problems/{}",
+                code.as_str().to_lowercase().replace('_', "-")
+            ),
             title: code.title().to_owned(),
             status: code.status(),
             detail: detail.into(),
@@ -157,16 +160,23 @@ mod tests {
     #[test]
     fn codes_render_upper_snake_case() {
         assert_eq!(ErrorCode::QueueNotAdmitted.as_str(), "QUEUE_NOT_ADMITTED");
-        assert_eq!(ErrorCode::IdempotencyKeyReused.as_str(), "IDEMPOTENCY_KEY_REUSED");
+        assert_eq!(
+            ErrorCode::IdempotencyKeyReused.as_str(),
+            "IDEMPOTENCY_KEY_REUSED"
+        );
     }
 
     #[test]
     fn problem_round_trips_with_its_code() {
-        let p = Problem::new(ErrorCode::SeatUnavailable, "seat 7 is held").with_request_id(Uuid::nil());
+        let p =
+            Problem::new(ErrorCode::SeatUnavailable, "seat 7 is held").with_request_id(Uuid::nil());
         let json = serde_json::to_value(&p).unwrap();
         assert_eq!(json["code"], "SEAT_UNAVAILABLE");
         assert_eq!(json["status"], 409);
-        assert!(json["type"].as_str().unwrap().ends_with("/seat-unavailable"));
+        assert!(json["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/seat-unavailable"));
         let back: Problem = serde_json::from_value(json).unwrap();
         assert_eq!(back, p);
     }
@@ -174,7 +184,13 @@ mod tests {
     #[test]
     fn only_two_codes_are_server_errors() {
         use ErrorCode::*;
-        for code in [ValidationFailed, SeatUnavailable, HoldExpired, RateLimited, InvalidAmount] {
+        for code in [
+            ValidationFailed,
+            SeatUnavailable,
+            HoldExpired,
+            RateLimited,
+            InvalidAmount,
+        ] {
             assert!(code.status() < 500);
         }
         assert_eq!(Internal.status(), 500);

@@ -30,7 +30,9 @@ impl std::fmt::Debug for RequestIds {
 
 impl RequestIds {
     pub fn new(secret: impl Into<Vec<u8>>) -> Self {
-        Self { secret: secret.into() }
+        Self {
+            secret: secret.into(),
+        }
     }
 
     /// A fresh id for a request without an idempotency key.
@@ -57,11 +59,14 @@ impl RequestIds {
         let bytes = id.as_bytes();
         let mut nonce = [0u8; 8];
         nonce.copy_from_slice(&bytes[..8]);
-        CommandKind::ALL.into_iter().find(|kind| self.build(user, *kind, nonce) == id)
+        CommandKind::ALL
+            .into_iter()
+            .find(|kind| self.build(user, *kind, nonce) == id)
     }
 
     fn mac(&self, domain: &[u8]) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
+        let mut mac =
+            HmacSha256::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
         mac.update(domain);
         mac
     }
@@ -104,7 +109,10 @@ mod tests {
         let a = ids.for_idempotency_key(user, CommandKind::Pay, "k1");
         assert_eq!(a, ids.for_idempotency_key(user, CommandKind::Pay, "k1"));
         assert_ne!(a, ids.for_idempotency_key(user, CommandKind::Pay, "k2"));
-        assert_ne!(a, ids.for_idempotency_key(Uuid::new_v4(), CommandKind::Pay, "k1"));
+        assert_ne!(
+            a,
+            ids.for_idempotency_key(Uuid::new_v4(), CommandKind::Pay, "k1")
+        );
         assert_eq!(ids.verify(user, a), Some(CommandKind::Pay));
     }
 

@@ -24,7 +24,11 @@ pub enum SeatStatus {
 
 /// A seat is SOLD once reserved, HELD while a hold's deadline lies ahead, AVAILABLE otherwise: a lapsed
 /// hold frees the seat at its deadline, whether or not a sweeper has cleared it.
-pub fn seat_status(reserved: bool, hold_expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> SeatStatus {
+pub fn seat_status(
+    reserved: bool,
+    hold_expires_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> SeatStatus {
     match (reserved, hold_expires_at) {
         (true, _) => SeatStatus::Sold,
         (false, Some(deadline)) if now < deadline => SeatStatus::Held,
@@ -53,7 +57,9 @@ impl HoldState {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Held, Self::Released, Self::Paid, Self::Expired].into_iter().find(|h| h.as_str() == s)
+        [Self::Held, Self::Released, Self::Paid, Self::Expired]
+            .into_iter()
+            .find(|h| h.as_str() == s)
     }
 }
 
@@ -66,8 +72,14 @@ pub struct HoldFacts {
 }
 
 /// May `user` pay this hold at `now`? Someone else's hold is reported as not found, so hold ids cannot be probed.
-pub fn check_payable(hold: Option<HoldFacts>, user: Uuid, now: DateTime<Utc>) -> Result<(), ErrorCode> {
-    let hold = hold.filter(|h| h.owner == user).ok_or(ErrorCode::HoldNotFound)?;
+pub fn check_payable(
+    hold: Option<HoldFacts>,
+    user: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), ErrorCode> {
+    let hold = hold
+        .filter(|h| h.owner == user)
+        .ok_or(ErrorCode::HoldNotFound)?;
     match hold.state {
         HoldState::Paid => Err(ErrorCode::AlreadyPaid),
         HoldState::Released => Err(ErrorCode::HoldNotFound),
@@ -78,7 +90,11 @@ pub fn check_payable(hold: Option<HoldFacts>, user: Uuid, now: DateTime<Utc>) ->
 }
 
 /// May `user` release this hold at `now`? The same answers as paying: a lapsed hold has nothing left to release.
-pub fn check_releasable(hold: Option<HoldFacts>, user: Uuid, now: DateTime<Utc>) -> Result<(), ErrorCode> {
+pub fn check_releasable(
+    hold: Option<HoldFacts>,
+    user: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), ErrorCode> {
     check_payable(hold, user, now)
 }
 
@@ -105,7 +121,11 @@ mod tests {
     fn seat_status_by_facts() {
         assert_eq!(seat_status(false, None, t(0)), SeatStatus::Available);
         assert_eq!(seat_status(false, Some(t(10)), t(9)), SeatStatus::Held);
-        assert_eq!(seat_status(false, Some(t(10)), t(10)), SeatStatus::Available, "lapsed at the deadline");
+        assert_eq!(
+            seat_status(false, Some(t(10)), t(10)),
+            SeatStatus::Available,
+            "lapsed at the deadline"
+        );
         assert_eq!(seat_status(true, None, t(0)), SeatStatus::Sold);
         assert_eq!(seat_status(true, Some(t(10)), t(0)), SeatStatus::Sold);
     }
@@ -113,17 +133,45 @@ mod tests {
     #[test]
     fn payment_rules() {
         let me = Uuid::new_v4();
-        let held = HoldFacts { owner: me, state: HoldState::Held, expires_at: t(10) };
+        let held = HoldFacts {
+            owner: me,
+            state: HoldState::Held,
+            expires_at: t(10),
+        };
         assert_eq!(check_payable(Some(held), me, t(9)), Ok(()));
-        assert_eq!(check_payable(Some(held), me, t(10)), Err(ErrorCode::HoldExpired));
-        assert_eq!(check_payable(Some(held), Uuid::new_v4(), t(0)), Err(ErrorCode::HoldNotFound));
+        assert_eq!(
+            check_payable(Some(held), me, t(10)),
+            Err(ErrorCode::HoldExpired)
+        );
+        assert_eq!(
+            check_payable(Some(held), Uuid::new_v4(), t(0)),
+            Err(ErrorCode::HoldNotFound)
+        );
         assert_eq!(check_payable(None, me, t(0)), Err(ErrorCode::HoldNotFound));
-        let paid = HoldFacts { state: HoldState::Paid, ..held };
-        assert_eq!(check_payable(Some(paid), me, t(0)), Err(ErrorCode::AlreadyPaid));
-        let released = HoldFacts { state: HoldState::Released, ..held };
-        assert_eq!(check_payable(Some(released), me, t(0)), Err(ErrorCode::HoldNotFound));
-        let swept = HoldFacts { state: HoldState::Expired, ..held };
-        assert_eq!(check_releasable(Some(swept), me, t(0)), Err(ErrorCode::HoldExpired));
+        let paid = HoldFacts {
+            state: HoldState::Paid,
+            ..held
+        };
+        assert_eq!(
+            check_payable(Some(paid), me, t(0)),
+            Err(ErrorCode::AlreadyPaid)
+        );
+        let released = HoldFacts {
+            state: HoldState::Released,
+            ..held
+        };
+        assert_eq!(
+            check_payable(Some(released), me, t(0)),
+            Err(ErrorCode::HoldNotFound)
+        );
+        let swept = HoldFacts {
+            state: HoldState::Expired,
+            ..held
+        };
+        assert_eq!(
+            check_releasable(Some(swept), me, t(0)),
+            Err(ErrorCode::HoldExpired)
+        );
     }
 
     #[test]
@@ -137,7 +185,12 @@ mod tests {
 
     #[test]
     fn hold_state_names_round_trip() {
-        for s in [HoldState::Held, HoldState::Released, HoldState::Paid, HoldState::Expired] {
+        for s in [
+            HoldState::Held,
+            HoldState::Released,
+            HoldState::Paid,
+            HoldState::Expired,
+        ] {
             assert_eq!(HoldState::parse(s.as_str()), Some(s));
         }
         assert_eq!(HoldState::parse("nope"), None);

@@ -57,7 +57,9 @@ const QUEUE: &str = "qt1";
 
 impl TokenSigner {
     pub fn new(secret: impl Into<Vec<u8>>) -> Self {
-        Self { secret: secret.into() }
+        Self {
+            secret: secret.into(),
+        }
     }
 
     pub fn sign_access(&self, claims: &AccessClaims) -> String {
@@ -82,7 +84,8 @@ impl TokenSigner {
     }
 
     fn mac(&self, kind: &str, body: &str) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
+        let mut mac =
+            HmacSha256::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
         mac.update(kind.as_bytes());
         mac.update(b".");
         mac.update(body.as_bytes());
@@ -99,7 +102,9 @@ impl TokenSigner {
         let (body, sig) = token.trim().split_once('.').ok_or(TokenError::Malformed)?;
         let sig = B64.decode(sig).map_err(|_| TokenError::Malformed)?;
         // verify_slice compares in constant time.
-        self.mac(kind, body).verify_slice(&sig).map_err(|_| TokenError::BadSignature)?;
+        self.mac(kind, body)
+            .verify_slice(&sig)
+            .map_err(|_| TokenError::BadSignature)?;
         let json = B64.decode(body).map_err(|_| TokenError::Malformed)?;
         serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)
     }
@@ -115,24 +120,46 @@ mod tests {
 
     #[test]
     fn access_token_round_trips() {
-        let claims = AccessClaims { uid: Uuid::new_v4(), exp: 2_000 };
+        let claims = AccessClaims {
+            uid: Uuid::new_v4(),
+            exp: 2_000,
+        };
         let token = signer().sign_access(&claims);
         assert_eq!(signer().verify_access(&token, 1_000), Ok(claims));
     }
 
     #[test]
     fn expired_access_token_is_refused() {
-        let token = signer().sign_access(&AccessClaims { uid: Uuid::new_v4(), exp: 1_000 });
-        assert_eq!(signer().verify_access(&token, 1_000), Err(TokenError::Expired));
+        let token = signer().sign_access(&AccessClaims {
+            uid: Uuid::new_v4(),
+            exp: 1_000,
+        });
+        assert_eq!(
+            signer().verify_access(&token, 1_000),
+            Err(TokenError::Expired)
+        );
     }
 
     #[test]
     fn tampered_claims_are_refused() {
-        let token = signer().sign_queue(&QueueClaims { cid: Uuid::new_v4(), uid: Uuid::new_v4(), seq: 5 });
+        let token = signer().sign_queue(&QueueClaims {
+            cid: Uuid::new_v4(),
+            uid: Uuid::new_v4(),
+            seq: 5,
+        });
         let (_, sig) = token.split_once('.').unwrap();
-        let forged_body =
-            B64.encode(serde_json::to_vec(&QueueClaims { cid: Uuid::nil(), uid: Uuid::nil(), seq: 1 }).unwrap());
-        assert_eq!(signer().verify_queue(&format!("{forged_body}.{sig}")), Err(TokenError::BadSignature));
+        let forged_body = B64.encode(
+            serde_json::to_vec(&QueueClaims {
+                cid: Uuid::nil(),
+                uid: Uuid::nil(),
+                seq: 1,
+            })
+            .unwrap(),
+        );
+        assert_eq!(
+            signer().verify_queue(&format!("{forged_body}.{sig}")),
+            Err(TokenError::BadSignature)
+        );
     }
 
     #[test]
@@ -147,7 +174,10 @@ mod tests {
 
     #[test]
     fn access_token_is_not_a_queue_token() {
-        let token = signer().sign_access(&AccessClaims { uid: Uuid::new_v4(), exp: i64::MAX });
+        let token = signer().sign_access(&AccessClaims {
+            uid: Uuid::new_v4(),
+            exp: i64::MAX,
+        });
         assert_eq!(signer().verify_queue(&token), Err(TokenError::BadSignature));
     }
 
@@ -160,7 +190,11 @@ mod tests {
 
     #[test]
     fn queue_token_is_deterministic_per_entry() {
-        let claims = QueueClaims { cid: Uuid::new_v4(), uid: Uuid::new_v4(), seq: 42 };
+        let claims = QueueClaims {
+            cid: Uuid::new_v4(),
+            uid: Uuid::new_v4(),
+            seq: 42,
+        };
         assert_eq!(signer().sign_queue(&claims), signer().sign_queue(&claims));
     }
 }

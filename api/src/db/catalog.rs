@@ -13,7 +13,9 @@ pub struct ConcertRow {
 }
 
 pub async fn concerts(pool: &PgPool) -> Result<Vec<ConcertRow>, sqlx::Error> {
-    sqlx::query_as("SELECT concert_id, title, venue FROM concerts ORDER BY created_at, concert_id").fetch_all(pool).await
+    sqlx::query_as("SELECT concert_id, title, venue FROM concerts ORDER BY created_at, concert_id")
+        .fetch_all(pool)
+        .await
 }
 
 pub async fn concert_exists(pool: &PgPool, concert_id: Uuid) -> Result<bool, sqlx::Error> {
@@ -31,7 +33,13 @@ pub struct NewDate {
 }
 
 /// Creates the concert, its waiting room with the default policy, its dates and every seat, atomically.
-pub async fn create_concert(pool: &PgPool, concert_id: Uuid, title: &str, venue: &str, dates: &[NewDate]) -> Result<(), sqlx::Error> {
+pub async fn create_concert(
+    pool: &PgPool,
+    concert_id: Uuid,
+    title: &str,
+    venue: &str,
+    dates: &[NewDate],
+) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query("INSERT INTO concerts (concert_id, title, venue) VALUES ($1, $2, $3)")
         .bind(concert_id)
@@ -101,9 +109,14 @@ pub struct SeatRow {
 }
 
 /// Every seat of a date with the facts its status is decided on, and the database's clock.
-pub async fn seats(pool: &PgPool, date_id: Uuid) -> Result<(DateTime<Utc>, Vec<SeatRow>), sqlx::Error> {
+pub async fn seats(
+    pool: &PgPool,
+    date_id: Uuid,
+) -> Result<(DateTime<Utc>, Vec<SeatRow>), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()").fetch_one(&mut *tx).await?;
+    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&mut *tx)
+        .await?;
     let seats = sqlx::query_as(
         "SELECT seat_no, price, reservation_id IS NOT NULL AS sold, hold_expires_at FROM seats \
          WHERE date_id = $1 ORDER BY seat_no",

@@ -26,11 +26,26 @@ pub async fn outcome(pool: &PgPool, request_id: Uuid) -> anyhow::Result<Option<R
     .fetch_optional(pool)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let kind = CommandKind::parse(&row.kind).ok_or_else(|| anyhow::anyhow!("unknown kind {}", row.kind))?;
+    let kind = CommandKind::parse(&row.kind)
+        .ok_or_else(|| anyhow::anyhow!("unknown kind {}", row.kind))?;
     let outcome = match (row.status.as_str(), row.result, row.error) {
-        ("SUCCEEDED", result, _) => Outcome::Succeeded { result: result.unwrap_or(serde_json::Value::Null) },
-        ("FAILED", _, Some(error)) => Outcome::Failed { error: serde_json::from_value::<Problem>(error)? },
-        (status, _, _) => anyhow::bail!("request {} has status {status} without its outcome", row.request_id),
+        ("SUCCEEDED", result, _) => Outcome::Succeeded {
+            result: result.unwrap_or(serde_json::Value::Null),
+        },
+        ("FAILED", _, Some(error)) => Outcome::Failed {
+            error: serde_json::from_value::<Problem>(error)?,
+        },
+        (status, _, _) => anyhow::bail!(
+            "request {} has status {status} without its outcome",
+            row.request_id
+        ),
     };
-    Ok(Some(Reply { request_id: row.request_id, user_id: row.user_id, kind, fingerprint: row.fingerprint, outcome }))
+    Ok(Some(Reply {
+        request_id: row.request_id,
+        user_id: row.user_id,
+        kind,
+        fingerprint: row.fingerprint,
+        outcome,
+        completed_place: None,
+    }))
 }

@@ -20,7 +20,8 @@ pub struct Changes {
     pub completed: Vec<(Uuid, i64)>,
 }
 
-const ROOM_COLUMNS: &str = "concert_id, max_active_users, admit_per_interval, interval_seconds, active_seconds, \
+const ROOM_COLUMNS: &str =
+    "concert_id, max_active_users, admit_per_interval, interval_seconds, active_seconds, \
                             hold_seconds, last_seq, admitted_upto, next_admit_at";
 
 fn room_row(row: &sqlx::postgres::PgRow) -> Result<RoomRow, sqlx::Error> {
@@ -48,8 +49,12 @@ pub async fn read_changes(
     completed_since: Option<DateTime<Utc>>,
 ) -> Result<Changes, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
-    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()").fetch_one(&mut *tx).await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&mut *tx)
+        .await?;
     let rooms = sqlx::query(&format!("SELECT {ROOM_COLUMNS} FROM waiting_rooms"))
         .fetch_all(&mut *tx)
         .await?
@@ -84,15 +89,22 @@ pub async fn read_changes(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(Changes { now, rooms, admissions, completed })
+    Ok(Changes {
+        now,
+        rooms,
+        admissions,
+        completed,
+    })
 }
 
 /// One room's policy and counters, straight from the database (admin view).
 pub async fn room(pool: &PgPool, concert_id: Uuid) -> Result<Option<RoomRow>, sqlx::Error> {
-    let row = sqlx::query(&format!("SELECT {ROOM_COLUMNS} FROM waiting_rooms WHERE concert_id = $1"))
-        .bind(concert_id)
-        .fetch_optional(pool)
-        .await?;
+    let row = sqlx::query(&format!(
+        "SELECT {ROOM_COLUMNS} FROM waiting_rooms WHERE concert_id = $1"
+    ))
+    .bind(concert_id)
+    .fetch_optional(pool)
+    .await?;
     row.as_ref().map(room_row).transpose()
 }
 

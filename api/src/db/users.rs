@@ -6,12 +6,19 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 pub async fn create(pool: &PgPool, user_id: Uuid, name: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO users (user_id, name) VALUES ($1, $2)").bind(user_id).bind(name).execute(pool).await?;
+    sqlx::query("INSERT INTO users (user_id, name) VALUES ($1, $2)")
+        .bind(user_id)
+        .bind(name)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
 pub async fn balance(pool: &PgPool, user_id: Uuid) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar("SELECT balance FROM users WHERE user_id = $1").bind(user_id).fetch_optional(pool).await
+    sqlx::query_scalar("SELECT balance FROM users WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await
 }
 
 pub enum ChargeOutcome {
@@ -21,7 +28,12 @@ pub enum ChargeOutcome {
 }
 
 /// Adds `amount` to the balance unless it would pass `max_balance`, and records it in the ledger.
-pub async fn charge(pool: &PgPool, user_id: Uuid, amount: i64, max_balance: i64) -> Result<ChargeOutcome, sqlx::Error> {
+pub async fn charge(
+    pool: &PgPool,
+    user_id: Uuid,
+    amount: i64,
+    max_balance: i64,
+) -> Result<ChargeOutcome, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let balance: Option<i64> = sqlx::query_scalar(
         "UPDATE users SET balance = balance + $2 WHERE user_id = $1 AND balance <= $3 - $2 RETURNING balance",
@@ -32,11 +44,16 @@ pub async fn charge(pool: &PgPool, user_id: Uuid, amount: i64, max_balance: i64)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(balance) = balance else {
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE user_id = $1)")
-            .bind(user_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        return Ok(if exists { ChargeOutcome::OverLimit } else { ChargeOutcome::UnknownUser });
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE user_id = $1)")
+                .bind(user_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        return Ok(if exists {
+            ChargeOutcome::OverLimit
+        } else {
+            ChargeOutcome::UnknownUser
+        });
     };
     sqlx::query("INSERT INTO balance_ledger (user_id, kind, amount, balance_after) VALUES ($1, 'CHARGE', $2, $3)")
         .bind(user_id)
@@ -58,7 +75,12 @@ pub struct LedgerRow {
 }
 
 /// Ledger entries newest first, older than `before` when given.
-pub async fn history(pool: &PgPool, user_id: Uuid, before: Option<i64>, limit: i64) -> Result<Vec<LedgerRow>, sqlx::Error> {
+pub async fn history(
+    pool: &PgPool,
+    user_id: Uuid,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<LedgerRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT entry_id, kind, amount, balance_after, at FROM balance_ledger \
          WHERE user_id = $1 AND ($2::bigint IS NULL OR entry_id < $2) ORDER BY entry_id DESC LIMIT $3",
@@ -80,7 +102,10 @@ pub struct ReservationRow {
     pub paid_at: DateTime<Utc>,
 }
 
-pub async fn reservations(pool: &PgPool, user_id: Uuid) -> Result<Vec<ReservationRow>, sqlx::Error> {
+pub async fn reservations(
+    pool: &PgPool,
+    user_id: Uuid,
+) -> Result<Vec<ReservationRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT reservation_id, concert_id, date_id, seat_no, price, paid_at FROM reservations \
          WHERE user_id = $1 ORDER BY paid_at DESC, reservation_id",

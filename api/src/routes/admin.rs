@@ -55,7 +55,9 @@ pub struct CreatedConcert {
 fn check_text(name: &str, value: &str) -> ApiResult<String> {
     let value = value.trim();
     if value.is_empty() || value.chars().count() > 200 {
-        return Err(ApiError::validation(format!("{name} must be 1 to 200 characters")));
+        return Err(ApiError::validation(format!(
+            "{name} must be 1 to 200 characters"
+        )));
     }
     Ok(value.to_owned())
 }
@@ -63,30 +65,53 @@ fn check_text(name: &str, value: &str) -> ApiResult<String> {
 /// Creates a concert with its dates and seats; its waiting room starts with the default policy.
 #[utoipa::path(post, path = "/v1/admin/concerts", request_body = NewConcert, tag = "admin", security(("admin" = [])),
     responses((status = 201, body = CreatedConcert), (status = 400, body = concert_core::Problem), (status = 401, body = concert_core::Problem)))]
-pub async fn create_concert(State(state): State<AppState>, _: Admin, ApiJson(body): ApiJson<NewConcert>) -> ApiResult<(StatusCode, Json<CreatedConcert>)> {
+pub async fn create_concert(
+    State(state): State<AppState>,
+    _: Admin,
+    ApiJson(body): ApiJson<NewConcert>,
+) -> ApiResult<(StatusCode, Json<CreatedConcert>)> {
     let title = check_text("title", &body.title)?;
     let venue = check_text("venue", &body.venue)?;
     if body.dates.is_empty() || body.dates.len() > MAX_DATES {
-        return Err(ApiError::validation(format!("dates must list 1 to {MAX_DATES} dates")));
+        return Err(ApiError::validation(format!(
+            "dates must list 1 to {MAX_DATES} dates"
+        )));
     }
     let mut dates = Vec::with_capacity(body.dates.len());
     for (i, d) in body.dates.iter().enumerate() {
         let seats = d.seats.unwrap_or(DEFAULT_SEATS);
         if !(1..=MAX_SEATS).contains(&seats) {
-            return Err(ApiError::validation(format!("dates[{i}].seats must be between 1 and {MAX_SEATS}")));
+            return Err(ApiError::validation(format!(
+                "dates[{i}].seats must be between 1 and {MAX_SEATS}"
+            )));
         }
         if !(0..=MAX_PRICE).contains(&d.price) {
-            return Err(ApiError::validation(format!("dates[{i}].price must be between 0 and {MAX_PRICE} won")));
+            return Err(ApiError::validation(format!(
+                "dates[{i}].price must be between 0 and {MAX_PRICE} won"
+            )));
         }
-        dates.push(NewDate { date_id: Uuid::now_v7(), starts_at: d.starts_at, seats, price: d.price });
+        dates.push(NewDate {
+            date_id: Uuid::now_v7(),
+            starts_at: d.starts_at,
+            seats,
+            price: d.price,
+        });
     }
     let concert_id = Uuid::now_v7();
     catalog::create_concert(&state.pool, concert_id, &title, &venue, &dates).await?;
     let dates = dates
         .into_iter()
-        .map(|d| CreatedDate { date_id: d.date_id, starts_at: d.starts_at, total_seats: d.seats, price: d.price })
+        .map(|d| CreatedDate {
+            date_id: d.date_id,
+            starts_at: d.starts_at,
+            total_seats: d.seats,
+            price: d.price,
+        })
         .collect();
-    Ok((StatusCode::CREATED, Json(CreatedConcert { concert_id, dates })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedConcert { concert_id, dates }),
+    ))
 }
 
 /// A waiting room's policy and live figures.
@@ -106,9 +131,12 @@ pub struct WaitingRoomView {
 }
 
 async fn room_view(state: &AppState, concert_id: Uuid) -> ApiResult<WaitingRoomView> {
-    let room = rooms::room(&state.pool, concert_id)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::ConcertNotFound, format!("no concert {concert_id}")))?;
+    let room = rooms::room(&state.pool, concert_id).await?.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::ConcertNotFound,
+            format!("no concert {concert_id}"),
+        )
+    })?;
     let active = rooms::active_count(&state.pool, concert_id).await?;
     Ok(WaitingRoomView {
         concert_id,
@@ -132,7 +160,10 @@ pub async fn set_policy(
 ) -> ApiResult<Json<WaitingRoomView>> {
     policy.validate().map_err(ApiError::validation)?;
     if !rooms::set_policy(&state.pool, concert_id, &policy).await? {
-        return Err(ApiError::new(ErrorCode::ConcertNotFound, format!("no concert {concert_id}")));
+        return Err(ApiError::new(
+            ErrorCode::ConcertNotFound,
+            format!("no concert {concert_id}"),
+        ));
     }
     Ok(Json(room_view(&state, concert_id).await?))
 }
@@ -141,6 +172,10 @@ pub async fn set_policy(
 #[utoipa::path(get, path = "/v1/admin/concerts/{concert_id}/waiting-room", tag = "admin",
     params(("concert_id" = Uuid, Path)), security(("admin" = [])),
     responses((status = 200, body = WaitingRoomView), (status = 404, body = concert_core::Problem)))]
-pub async fn get_policy(State(state): State<AppState>, _: Admin, ApiPath(concert_id): ApiPath<Uuid>) -> ApiResult<Json<WaitingRoomView>> {
+pub async fn get_policy(
+    State(state): State<AppState>,
+    _: Admin,
+    ApiPath(concert_id): ApiPath<Uuid>,
+) -> ApiResult<Json<WaitingRoomView>> {
     Ok(Json(room_view(&state, concert_id).await?))
 }

@@ -31,7 +31,13 @@ pub struct PaymentRequest {
 }
 
 /// Publishes and answers per the submit-then-poll rules.
-async fn submit_and_answer(state: &AppState, user: Uuid, command: Command, wait: Option<u64>, key: Option<String>) -> ApiResult<Response> {
+async fn submit_and_answer(
+    state: &AppState,
+    user: Uuid,
+    command: Command,
+    wait: Option<u64>,
+    key: Option<String>,
+) -> ApiResult<Response> {
     let wait = wait.map_or(Duration::ZERO, Duration::from_secs);
     let (request_id, reply) = submit::submit(state, user, command, key.as_deref(), wait).await?;
     Ok(match reply {
@@ -56,13 +62,24 @@ pub async fn hold(
 ) -> ApiResult<Response> {
     let claims = queue_gate::require_active(&state, token.as_deref(), Some(user), None)?;
     let date = state.dates.get(&state.pool, body.date_id).await?;
-    let date = date
-        .filter(|d| d.concert_id == claims.cid)
-        .ok_or_else(|| ApiError::new(ErrorCode::DateNotFound, format!("this concert has no date {}", body.date_id)))?;
+    let date = date.filter(|d| d.concert_id == claims.cid).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::DateNotFound,
+            format!("this concert has no date {}", body.date_id),
+        )
+    })?;
     if !(1..=date.total_seats).contains(&body.seat_no) {
-        return Err(ApiError::new(ErrorCode::SeatNotFound, format!("seats are numbered 1 to {}", date.total_seats)));
+        return Err(ApiError::new(
+            ErrorCode::SeatNotFound,
+            format!("seats are numbered 1 to {}", date.total_seats),
+        ));
     }
-    let command = Command::Hold { concert_id: claims.cid, date_id: body.date_id, seat_no: body.seat_no, queue_seq: claims.seq as i64 };
+    let command = Command::Hold {
+        concert_id: claims.cid,
+        date_id: body.date_id,
+        seat_no: body.seat_no,
+        queue_seq: claims.seq as i64,
+    };
     submit_and_answer(&state, user, command, wait, key).await
 }
 
@@ -71,7 +88,12 @@ async fn own_hold(state: &AppState, claims: &QueueClaims, hold_id: Uuid) -> ApiR
     hold_route(&state.pool, hold_id)
         .await?
         .filter(|h| h.user_id == claims.uid && h.concert_id == claims.cid)
-        .ok_or_else(|| ApiError::new(ErrorCode::HoldNotFound, format!("you have no hold {hold_id} for this concert")))
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::HoldNotFound,
+                format!("you have no hold {hold_id} for this concert"),
+            )
+        })
 }
 
 /// Releases the caller's hold; the seat is AVAILABLE again.
@@ -89,7 +111,11 @@ pub async fn release(
 ) -> ApiResult<Response> {
     let claims = queue_gate::require_active(&state, token.as_deref(), Some(user), None)?;
     let hold = own_hold(&state, &claims, hold_id).await?;
-    let command = Command::Release { concert_id: hold.concert_id, date_id: hold.date_id, hold_id };
+    let command = Command::Release {
+        concert_id: hold.concert_id,
+        date_id: hold.date_id,
+        hold_id,
+    };
     submit_and_answer(&state, user, command, wait, key).await
 }
 
@@ -109,6 +135,11 @@ pub async fn pay(
 ) -> ApiResult<Response> {
     let claims = queue_gate::require_active(&state, token.as_deref(), Some(user), None)?;
     let hold = own_hold(&state, &claims, body.hold_id).await?;
-    let command = Command::Pay { concert_id: hold.concert_id, date_id: hold.date_id, hold_id: body.hold_id, queue_seq: claims.seq as i64 };
+    let command = Command::Pay {
+        concert_id: hold.concert_id,
+        date_id: hold.date_id,
+        hold_id: body.hold_id,
+        queue_seq: claims.seq as i64,
+    };
     submit_and_answer(&state, user, command, wait, key).await
 }

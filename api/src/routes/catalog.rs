@@ -33,7 +33,11 @@ pub async fn concerts(State(state): State<AppState>) -> ApiResult<Json<Concerts>
     let concerts = store::concerts(&state.pool)
         .await?
         .into_iter()
-        .map(|c| Concert { concert_id: c.concert_id, title: c.title, venue: c.venue })
+        .map(|c| Concert {
+            concert_id: c.concert_id,
+            title: c.title,
+            venue: c.venue,
+        })
         .collect();
     Ok(Json(Concerts { concerts }))
 }
@@ -43,7 +47,10 @@ pub async fn ensure_concert(state: &AppState, concert_id: Uuid) -> ApiResult<()>
     if state.rooms.contains(concert_id) || store::concert_exists(&state.pool, concert_id).await? {
         Ok(())
     } else {
-        Err(ApiError::new(ErrorCode::ConcertNotFound, format!("no concert {concert_id}")))
+        Err(ApiError::new(
+            ErrorCode::ConcertNotFound,
+            format!("no concert {concert_id}"),
+        ))
     }
 }
 
@@ -111,12 +118,21 @@ pub async fn seats(
     queue_gate::require_active(&state, token.as_deref(), user, Some(concert_id))?;
     match state.dates.get(&state.pool, date_id).await? {
         Some(info) if info.concert_id == concert_id => {}
-        _ => return Err(ApiError::new(ErrorCode::DateNotFound, format!("concert {concert_id} has no date {date_id}"))),
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::DateNotFound,
+                format!("concert {concert_id} has no date {date_id}"),
+            ))
+        }
     }
     let (now, rows) = store::seats(&state.pool, date_id).await?;
     let seats = rows
         .into_iter()
-        .map(|s| SeatView { seat_no: s.seat_no, price: s.price, status: seat_status(s.sold, s.hold_expires_at, now) })
+        .map(|s| SeatView {
+            seat_no: s.seat_no,
+            price: s.price,
+            status: seat_status(s.sold, s.hold_expires_at, now),
+        })
         .collect();
     Ok(Json(Seats { seats }))
 }

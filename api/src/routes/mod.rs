@@ -23,7 +23,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/me/reservations", get(users::reservations))
         .route("/v1/concerts", get(catalog::concerts))
         .route("/v1/concerts/{concert_id}/dates", get(catalog::dates))
-        .route("/v1/concerts/{concert_id}/dates/{date_id}/seats", get(catalog::seats))
+        .route(
+            "/v1/concerts/{concert_id}/dates/{date_id}/seats",
+            get(catalog::seats),
+        )
         .route("/v1/concerts/{concert_id}/queue", post(queue::join))
         .route("/v1/queue/status", get(queue::status))
         .route("/v1/holds", post(bookings::hold))
@@ -31,7 +34,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/payments", post(bookings::pay))
         .route("/v1/requests/{request_id}", get(requests::poll))
         .route("/v1/admin/concerts", post(admin::create_concert))
-        .route("/v1/admin/concerts/{concert_id}/waiting-room", put(admin::set_policy).get(admin::get_policy))
+        .route(
+            "/v1/admin/concerts/{concert_id}/waiting-room",
+            put(admin::set_policy).get(admin::get_policy),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -22,18 +22,34 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// The database and the broker are reachable.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200), (status = 503, body = concert_core::Problem)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let database = tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&state.pool))
-        .await
-        .is_ok_and(|r| r.is_ok());
+    let database = tokio::time::timeout(
+        Duration::from_secs(2),
+        sqlx::query("SELECT 1").execute(&state.pool),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
     let producer = state.producer.clone();
-    let broker = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, Duration::from_secs(2)).is_ok())
-        .await
-        .unwrap_or(false);
+    let broker = tokio::task::spawn_blocking(move || {
+        producer
+            .client()
+            .fetch_metadata(None, Duration::from_secs(2))
+            .is_ok()
+    })
+    .await
+    .unwrap_or(false);
     if database && broker {
         Json(json!({"status": "ready", "database": "up", "broker": "up"})).into_response()
     } else {
-        let down: Vec<&str> = [("database", database), ("broker", broker)].iter().filter(|(_, up)| !up).map(|(n, _)| *n).collect();
-        ApiError::new(ErrorCode::Unavailable, format!("not ready: {} unreachable", down.join(" and "))).into_response()
+        let down: Vec<&str> = [("database", database), ("broker", broker)]
+            .iter()
+            .filter(|(_, up)| !up)
+            .map(|(n, _)| *n)
+            .collect();
+        ApiError::new(
+            ErrorCode::Unavailable,
+            format!("not ready: {} unreachable", down.join(" and ")),
+        )
+        .into_response()
     }
 }
 
@@ -41,5 +57,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     metrics::gauge!("reply_map_entries").set(state.replies.len() as f64);
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
 }

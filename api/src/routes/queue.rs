@@ -41,12 +41,24 @@ pub async fn join(
 ) -> ApiResult<Response> {
     ensure_concert(&state, concert_id).await?;
     let wait = wait.map_or(state.config.join_wait, Duration::from_secs);
-    let (request_id, reply) = submit::submit(&state, user, Command::Join { concert_id }, key.as_deref(), wait).await?;
-    let Some(reply) = reply else { return Ok(accepted(request_id)) };
+    let (request_id, reply) = submit::submit(
+        &state,
+        user,
+        Command::Join { concert_id },
+        key.as_deref(),
+        wait,
+    )
+    .await?;
+    let Some(reply) = reply else {
+        return Ok(accepted(request_id));
+    };
     Ok(match reply.outcome {
         Outcome::Succeeded { result } => {
             let place: JoinResult = serde_json::from_value(result).map_err(anyhow::Error::from)?;
-            let body = Joined { place: join_view(&state, user, &place), request_id };
+            let body = Joined {
+                place: join_view(&state, user, &place),
+                request_id,
+            };
             (StatusCode::CREATED, Json(body)).into_response()
         }
         Outcome::Failed { error } => problem_response(&error.with_request_id(request_id)),
@@ -70,7 +82,10 @@ pub struct QueueStatus {
 /// The status of the place an `X-Queue-Token` names, answered from memory; `Retry-After` says when to poll again.
 #[utoipa::path(get, path = "/v1/queue/status", tag = "waiting room", params(("X-Queue-Token" = String, Header)),
     responses((status = 200, body = QueueStatus), (status = 401, body = concert_core::Problem)))]
-pub async fn status(State(state): State<AppState>, QueueTokenHeader(token): QueueTokenHeader) -> ApiResult<Response> {
+pub async fn status(
+    State(state): State<AppState>,
+    QueueTokenHeader(token): QueueTokenHeader,
+) -> ApiResult<Response> {
     let claims = crate::queue_gate::verify(&state, token.as_deref(), None, None)?;
     let place = crate::queue_gate::status(&state, &claims);
     let body = QueueStatus {
@@ -89,5 +104,12 @@ pub async fn status(State(state): State<AppState>, QueueTokenHeader(token): Queu
         },
     };
     let retry_after = HeaderValue::from(retry_after_seconds(&place));
-    Ok(([(header::RETRY_AFTER, retry_after), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body)).into_response())
+    Ok((
+        [
+            (header::RETRY_AFTER, retry_after),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        Json(body),
+    )
+        .into_response())
 }

@@ -25,23 +25,29 @@ pub async fn poll(
     PreferWait(wait): PreferWait,
 ) -> ApiResult<Response> {
     // The id itself proves whose it is: no lookup needed to refuse a stranger.
-    let kind = state
-        .request_ids
-        .verify(user, request_id)
-        .ok_or_else(|| ApiError::new(ErrorCode::RequestNotFound, format!("you have no request {request_id}")))?;
+    let kind = state.request_ids.verify(user, request_id).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::RequestNotFound,
+            format!("you have no request {request_id}"),
+        )
+    })?;
     let known = match wait {
         Some(secs) if secs > 0 => {
             let rx = state.replies.subscribe(request_id);
             match submit::known_outcome(&state, request_id).await? {
                 Some(reply) => Some(reply),
-                None => submit::await_outcome(&state, request_id, rx, Duration::from_secs(secs)).await?,
+                None => {
+                    submit::await_outcome(&state, request_id, rx, Duration::from_secs(secs)).await?
+                }
             }
         }
         _ => submit::known_outcome(&state, request_id).await?,
     };
     Ok(match (known, wait) {
         (Some(reply), Some(secs)) if secs > 0 => decided(&state, reply),
-        (Some(reply), _) => (StatusCode::OK, Json(RequestDoc::from_reply(&state, reply))).into_response(),
+        (Some(reply), _) => {
+            (StatusCode::OK, Json(RequestDoc::from_reply(&state, reply))).into_response()
+        }
         (None, Some(secs)) if secs > 0 => submit::accepted(request_id),
         (None, _) => (StatusCode::OK, Json(RequestDoc::pending(request_id, kind))).into_response(),
     })

@@ -32,7 +32,10 @@ pub struct SignedUp {
 /// Creates a user and issues a signed access token.
 #[utoipa::path(post, path = "/v1/users", request_body = SignUp, tag = "users",
     responses((status = 201, body = SignedUp), (status = 400, body = concert_core::Problem)))]
-pub async fn sign_up(State(state): State<AppState>, ApiJson(body): ApiJson<SignUp>) -> ApiResult<(StatusCode, Json<SignedUp>)> {
+pub async fn sign_up(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<SignUp>,
+) -> ApiResult<(StatusCode, Json<SignedUp>)> {
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(ApiError::validation("name must be 1 to 100 characters"));
@@ -40,8 +43,16 @@ pub async fn sign_up(State(state): State<AppState>, ApiJson(body): ApiJson<SignU
     let user_id = Uuid::now_v7();
     store::create(&state.pool, user_id, name).await?;
     let exp = Utc::now().timestamp() + state.config.access_token_ttl.as_secs() as i64;
-    let access_token = state.signer.sign_access(&AccessClaims { uid: user_id, exp });
-    Ok((StatusCode::CREATED, Json(SignedUp { user_id, access_token })))
+    let access_token = state
+        .signer
+        .sign_access(&AccessClaims { uid: user_id, exp });
+    Ok((
+        StatusCode::CREATED,
+        Json(SignedUp {
+            user_id,
+            access_token,
+        }),
+    ))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -50,14 +61,22 @@ pub struct Balance {
 }
 
 fn unknown_user() -> ApiError {
-    ApiError::new(ErrorCode::UserNotFound, "the user of this access token does not exist")
+    ApiError::new(
+        ErrorCode::UserNotFound,
+        "the user of this access token does not exist",
+    )
 }
 
 /// The caller's balance in won.
 #[utoipa::path(get, path = "/v1/me/balance", tag = "balance", security(("bearer" = [])),
     responses((status = 200, body = Balance), (status = 401, body = concert_core::Problem)))]
-pub async fn balance(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<Json<Balance>> {
-    let balance = store::balance(&state.pool, user).await?.ok_or_else(unknown_user)?;
+pub async fn balance(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> ApiResult<Json<Balance>> {
+    let balance = store::balance(&state.pool, user)
+        .await?
+        .ok_or_else(unknown_user)?;
     Ok(Json(Balance { balance }))
 }
 
@@ -72,7 +91,11 @@ pub struct Charge {
 /// Adds to the caller's prepaid balance.
 #[utoipa::path(post, path = "/v1/me/balance/charges", request_body = Charge, tag = "balance", security(("bearer" = [])),
     responses((status = 200, body = Balance), (status = 422, body = concert_core::Problem)))]
-pub async fn charge(State(state): State<AppState>, AuthUser(user): AuthUser, ApiJson(body): ApiJson<Charge>) -> ApiResult<Json<Balance>> {
+pub async fn charge(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    ApiJson(body): ApiJson<Charge>,
+) -> ApiResult<Json<Balance>> {
     let max = state.config.max_charge;
     let amount = body
         .amount
@@ -130,18 +153,31 @@ pub async fn history(
     }
     let before = query
         .cursor
-        .map(|c| c.parse::<i64>().map_err(|_| ApiError::validation("cursor is not one this server issued")))
+        .map(|c| {
+            c.parse::<i64>()
+                .map_err(|_| ApiError::validation("cursor is not one this server issued"))
+        })
         .transpose()?;
     let mut rows = store::history(&state.pool, user, before, limit + 1).await?;
     let next_cursor = (rows.len() as i64 > limit).then(|| {
         rows.truncate(limit as usize);
-        rows.last().map(|r| r.entry_id.to_string()).unwrap_or_default()
+        rows.last()
+            .map(|r| r.entry_id.to_string())
+            .unwrap_or_default()
     });
     let entries = rows
         .into_iter()
-        .map(|r| HistoryEntry { kind: r.kind, amount: r.amount, balance_after: r.balance_after, at: r.at })
+        .map(|r| HistoryEntry {
+            kind: r.kind,
+            amount: r.amount,
+            balance_after: r.balance_after,
+            at: r.at,
+        })
         .collect();
-    Ok(Json(History { entries, next_cursor }))
+    Ok(Json(History {
+        entries,
+        next_cursor,
+    }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -162,7 +198,10 @@ pub struct Reservations {
 /// The seats the caller has bought, newest first.
 #[utoipa::path(get, path = "/v1/me/reservations", tag = "balance", security(("bearer" = [])),
     responses((status = 200, body = Reservations)))]
-pub async fn reservations(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<Json<Reservations>> {
+pub async fn reservations(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> ApiResult<Json<Reservations>> {
     let reservations = store::reservations(&state.pool, user)
         .await?
         .into_iter()

@@ -54,13 +54,18 @@ pub(crate) fn outcome<T: Serialize>(
 
 /// The reply to a command applied now.
 pub(crate) fn reply(envelope: &CommandEnvelope, outcome: Outcome) -> Reply {
-    Reply {
-        request_id: envelope.request_id,
-        user_id: envelope.user_id,
-        kind: envelope.command.kind(),
-        fingerprint: envelope.fingerprint.clone(),
-        outcome,
+    Reply::decided(envelope, outcome)
+}
+
+/// A replayed reply carries the same hint a fresh one does: the place its command completed. Only when the
+/// redelivered command is the one stored (same fingerprint) and it succeeded.
+pub(crate) fn with_place_hint(mut reply: Reply, envelope: &CommandEnvelope) -> Reply {
+    if matches!(reply.outcome, Outcome::Succeeded { .. })
+        && reply.fingerprint == envelope.fingerprint
+    {
+        reply.completed_place = envelope.command.completes_place();
     }
+    reply
 }
 
 /// The reply to a command applied before, rebuilt from its stored row, exactly as it was first decided.
@@ -90,6 +95,7 @@ pub(crate) fn stored_reply(row: StoredRequest) -> anyhow::Result<Reply> {
         kind,
         fingerprint: row.fingerprint,
         outcome,
+        completed_place: None,
     })
 }
 

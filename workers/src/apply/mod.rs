@@ -218,7 +218,7 @@ async fn record_failure(
             .pop()
             .context("stored request vanished")?;
         Decided {
-            reply: decision::stored_reply(row)?,
+            reply: decision::with_place_hint(decision::stored_reply(row)?, &command.envelope),
             fresh: false,
         }
     };

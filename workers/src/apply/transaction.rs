@@ -57,7 +57,7 @@ pub(crate) async fn apply_in_transaction(
                 .remove(&id)
                 .with_context(|| format!("request {id} is neither new nor stored"))?;
             decided.push(Decided {
-                reply,
+                reply: decision::with_place_hint(reply, &command.envelope),
                 fresh: false,
             });
         }
