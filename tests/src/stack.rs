@@ -1,0 +1,272 @@
+//! A running service for one test: api and worker instances, in-process (tokio tasks) or as OS processes,
+//! sharing the test's database, topics, consumer group and token secret.
+
+use std::time::Duration;
+
+use concert_api::{ApiConfig, Application};
+use concert_workers::{Roles, WorkerConfig};
+use tokio::sync::{watch, Semaphore, SemaphorePermit};
+use tokio::task::JoinHandle;
+
+use crate::client::Api;
+use crate::env::TestEnv;
+use crate::procs::{self, Proc};
+use crate::wait::{wait_until, Deadline};
+
+/// Stacks with OS processes or many instances run one at a time: the machine has two cores, and a crowd
+/// test next to another crowd test measures the scheduler rather than the service.
+static HEAVY: Semaphore = Semaphore::const_new(1);
+
+/// What to start.
+#[derive(Debug, Clone, Default)]
+pub struct StackBuilder {
+    apis: usize,
+    workers: Vec<Roles>,
+    process_apis: usize,
+    process_workers: Vec<String>,
+}
+
+impl StackBuilder {
+    /// In-process api instances.
+    pub fn apis(mut self, n: usize) -> Self {
+        self.apis = n;
+        self
+    }
+
+    /// In-process workers running every role.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers.extend(std::iter::repeat_n(Roles::all(), n));
+        self
+    }
+
+    /// One more in-process worker with these roles.
+    pub fn worker_with(mut self, roles: Roles) -> Self {
+        self.workers.push(roles);
+        self
+    }
+
+    /// `concert-api` processes.
+    pub fn process_apis(mut self, n: usize) -> Self {
+        self.process_apis = n;
+        self
+    }
+
+    /// One more `concert-worker` process with `WORKER_ROLES=roles`.
+    pub fn process_worker(mut self, roles: &str) -> Self {
+        self.process_workers.push(roles.to_owned());
+        self
+    }
+
+    pub async fn start(self) -> TestStack {
+        let heavy = !self.process_workers.is_empty()
+            || self.process_apis > 0
+            || self.apis + self.workers.len() > 2;
+        let permit = if heavy {
+            Some(HEAVY.acquire().await.expect("semaphore is never closed"))
+        } else {
+            None
+        };
+        let env = TestEnv::new().await;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut stack = TestStack {
+            env,
+            apis: Vec::new(),
+            shutdown,
+            tasks: Vec::new(),
+            processes: Vec::new(),
+            _permit: permit,
+        };
+
+        for _ in 0..self.apis {
+            let config = ApiConfig::for_tests(stack.env.settings.clone());
+            let app = Application::build(config).await.expect("building the api");
+            stack.apis.push(Api::new(
+                format!("http://{}", app.addr()),
+                crate::ADMIN_TOKEN,
+            ));
+            let rx = shutdown_rx.clone();
+            stack.tasks.push(tokio::spawn(async move {
+                if let Err(err) = app.run_until_stopped(rx).await {
+                    tracing::error!(
+                        error = format!("{err:#}"),
+                        "in-process api stopped with an error"
+                    );
+                }
+            }));
+        }
+        for roles in self.workers {
+            let config = WorkerConfig {
+                group_id: stack.env.group_id.clone(),
+                roles,
+                ..WorkerConfig::for_tests(stack.env.settings.clone())
+            };
+            let rx = shutdown_rx.clone();
+            stack.tasks.push(tokio::spawn(async move {
+                if let Err(err) = concert_workers::run(config, rx).await {
+                    tracing::error!(
+                        error = format!("{err:#}"),
+                        "in-process worker stopped with an error"
+                    );
+                }
+            }));
+        }
+        for (index, roles) in self.process_workers.iter().enumerate() {
+            stack
+                .processes
+                .push(procs::spawn_worker(&stack.env, roles, index));
+        }
+        let mut spawned_apis = Vec::new();
+        for index in 0..self.process_apis {
+            let port = procs::free_port();
+            stack
+                .processes
+                .push(procs::spawn_api(&stack.env, port, index));
+            spawned_apis.push(Api::new(
+                format!("http://127.0.0.1:{port}"),
+                crate::ADMIN_TOKEN,
+            ));
+        }
+        for api in &spawned_apis {
+            stack.wait_for_health(api).await;
+        }
+        stack.apis.extend(spawned_apis);
+        stack
+    }
+}
+
+/// The running service of one test. Dropping it stops the instances, then drops the database.
+pub struct TestStack {
+    pub env: TestEnv,
+    apis: Vec<Api>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    processes: Vec<Proc>,
+    _permit: Option<SemaphorePermit<'static>>,
+}
+
+impl TestStack {
+    pub fn builder() -> StackBuilder {
+        StackBuilder::default()
+    }
+
+    /// One api and one worker, in-process.
+    pub async fn start() -> Self {
+        Self::start_with(1, 1).await
+    }
+
+    /// `n_apis` apis and `n_workers` workers (every role), in-process.
+    pub async fn start_with(n_apis: usize, n_workers: usize) -> Self {
+        Self::builder()
+            .apis(n_apis)
+            .workers(n_workers)
+            .start()
+            .await
+    }
+
+    /// `n_apis` `concert-api` processes and one `concert-worker` process per entry of `worker_roles`.
+    pub async fn processes(n_apis: usize, worker_roles: &[&str]) -> Self {
+        let mut builder = Self::builder().process_apis(n_apis);
+        for roles in worker_roles {
+            builder = builder.process_worker(roles);
+        }
+        builder.start().await
+    }
+
+    /// The first api instance.
+    pub fn api(&self) -> &Api {
+        self.apis.first().expect("the stack has an api")
+    }
+
+    /// Every api instance, in-process ones first.
+    pub fn apis(&self) -> &[Api] {
+        &self.apis
+    }
+
+    /// The test's own database pool.
+    pub fn db(&self) -> &sqlx::PgPool {
+        &self.env.db
+    }
+
+    /// Fails the test if a spawned process has exited.
+    pub fn assert_processes_alive(&mut self) {
+        for process in &mut self.processes {
+            let name = process.name.clone();
+            assert!(
+                process.exited().is_none(),
+                "{name} exited early: {:?}",
+                process.exited()
+            );
+        }
+    }
+
+    async fn wait_for_health(&mut self, api: &Api) {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("client");
+        let url = format!("{}/healthz", api.base);
+        let deadline = Deadline::secs(60);
+        loop {
+            if let Ok(resp) = http.get(&url).send().await {
+                if resp.status().is_success() {
+                    return;
+                }
+            }
+            self.assert_processes_alive();
+            assert!(!deadline.passed(), "{url} not healthy within 60 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the command consumers answer: joins a throwaway concert's waiting room through every
+    /// api instance. Useful before a race, so the race does not measure consumer-group start-up.
+    pub async fn warm_up(&self) {
+        let api = self.api();
+        let concert = api.create_concert(1, 1000).await;
+        let user = api.sign_up("warm-up").await;
+        for api in self.apis() {
+            wait_until(
+                "the consumers to answer",
+                Deadline::secs(90),
+                Duration::from_millis(200),
+                || async {
+                    let resp = api
+                        .post(&format!("/v1/concerts/{}/queue", concert.concert_id))
+                        .auth(&user)
+                        .wait(5)
+                        .send()
+                        .await;
+                    (resp.status == 201).then_some(())
+                },
+            )
+            .await;
+        }
+    }
+}
+
+impl Drop for TestStack {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        // Let in-process instances stop cleanly (the consumer commits and leaves its group) for up to 10 s;
+        // that needs a multi-threaded runtime, where a blocking wait may run in place.
+        let tasks = std::mem::take(&mut self.tasks);
+        let handle = tokio::runtime::Handle::try_current().ok();
+        match handle {
+            Some(handle)
+                if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
+            {
+                let aborts: Vec<_> = tasks.iter().map(JoinHandle::abort_handle).collect();
+                tokio::task::block_in_place(|| {
+                    handle.block_on(async {
+                        let all = futures::future::join_all(tasks);
+                        let _ = tokio::time::timeout(Duration::from_secs(10), all).await;
+                    });
+                });
+                aborts.iter().for_each(tokio::task::AbortHandle::abort);
+            }
+            _ => tasks.iter().for_each(JoinHandle::abort),
+        }
+        // Kill the processes before the database goes (TestEnv drops after this).
+        self.processes.clear();
+    }
+}
