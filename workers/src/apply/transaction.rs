@@ -11,7 +11,7 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use super::decision::{self, outcome};
-use super::hold::{hold, HoldRequest};
+use super::hold::{hold_run, HoldRequest};
 use super::join::join;
 use super::pay::{pay, PayRequest};
 use super::release::release;
@@ -44,22 +44,41 @@ pub(crate) async fn apply_in_transaction(
     let mut stored = load_replies(conn, &seen_before).await?;
 
     let mut decided = Vec::with_capacity(commands.len());
-    for command in commands {
-        let id = command.envelope.request_id;
-        if new.contains(&id) {
-            let outcome = apply_command(conn, ctx, now, command).await?;
+    let mut rest = commands;
+    while let Some(&first) = rest.first() {
+        let is_new = |c: &LogCommand| new.contains(&c.envelope.request_id);
+        if !is_new(first) {
+            decided.push(replayed(&mut stored, first)?);
+            rest = &rest[1..];
+        } else if matches!(first.envelope.command, Command::Hold { .. }) {
+            // The run of holds starting here, decided together. Replays inside it change nothing, so they
+            // do not end it.
+            let run_len = rest
+                .iter()
+                .take_while(|c| !is_new(c) || matches!(c.envelope.command, Command::Hold { .. }))
+                .count();
+            let (run, after) = rest.split_at(run_len);
+            let holds: Vec<&LogCommand> = run.iter().copied().filter(|c| is_new(c)).collect();
+            let mut outcomes = apply_holds(conn, ctx, now, &holds).await?.into_iter();
+            for command in run {
+                decided.push(if is_new(command) {
+                    let outcome = outcomes.next().context("a hold without its outcome")?;
+                    Decided {
+                        reply: decision::reply(&command.envelope, outcome),
+                        fresh: true,
+                    }
+                } else {
+                    replayed(&mut stored, command)?
+                });
+            }
+            rest = after;
+        } else {
+            let outcome = apply_command(conn, ctx, now, first).await?;
             decided.push(Decided {
-                reply: decision::reply(&command.envelope, outcome),
+                reply: decision::reply(&first.envelope, outcome),
                 fresh: true,
             });
-        } else {
-            let reply = stored
-                .remove(&id)
-                .with_context(|| format!("request {id} is neither new nor stored"))?;
-            decided.push(Decided {
-                reply: decision::with_place_hint(reply, &command.envelope),
-                fresh: false,
-            });
+            rest = &rest[1..];
         }
     }
 
@@ -90,6 +109,52 @@ async fn load_replies(
         .collect()
 }
 
+/// The stored reply of a command applied by an earlier delivery.
+fn replayed(stored: &mut HashMap<Uuid, Reply>, command: &LogCommand) -> anyhow::Result<Decided> {
+    let id = command.envelope.request_id;
+    let reply = stored
+        .remove(&id)
+        .with_context(|| format!("request {id} is neither new nor stored"))?;
+    Ok(Decided {
+        reply: decision::with_place_hint(reply, &command.envelope),
+        fresh: false,
+    })
+}
+
+/// Decides a run of HOLD commands together (see `hold::hold_run`), one outcome per command.
+async fn apply_holds(
+    conn: &mut PgConnection,
+    ctx: &ApplyContext,
+    now: DateTime<Utc>,
+    commands: &[&LogCommand],
+) -> anyhow::Result<Vec<Outcome>> {
+    let requests: Vec<HoldRequest> = commands
+        .iter()
+        .map(|c| match c.envelope.command {
+            Command::Hold {
+                concert_id,
+                date_id,
+                seat_no,
+                queue_seq: _,
+            } => Ok(HoldRequest {
+                user_id: c.envelope.user_id,
+                concert_id,
+                date_id,
+                seat_no,
+            }),
+            _ => Err(anyhow::anyhow!("not a hold: {}", c.envelope.request_id)),
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let decisions = hold_run(conn, now, ctx.max_holds_per_user, &requests)
+        .await
+        .context("holding")?;
+    commands
+        .iter()
+        .zip(decisions)
+        .map(|(c, d)| outcome(&c.envelope, d))
+        .collect()
+}
+
 /// Decides one command. Refusals are outcomes; an `Err` is a failed statement or a broken invariant.
 #[instrument(skip_all, fields(partition = command.partition, offset = command.offset,
     request_id = %command.envelope.request_id, kind = command.envelope.command.kind().as_str()))]
@@ -106,21 +171,10 @@ async fn apply_command(
             env,
             join(conn, user_id, concert_id).await.context("joining")?,
         )?,
-        Command::Hold {
-            concert_id,
-            date_id,
-            seat_no,
-            queue_seq: _,
-        } => {
-            let request = HoldRequest {
-                user_id,
-                concert_id,
-                date_id,
-                seat_no,
-                max_holds_per_user: ctx.max_holds_per_user,
-            };
-            outcome(env, hold(conn, request).await.context("holding")?)?
-        }
+        Command::Hold { .. } => apply_holds(conn, ctx, now, &[command])
+            .await?
+            .pop()
+            .context("a hold without its outcome")?,
         Command::Release {
             concert_id: _,
             date_id,

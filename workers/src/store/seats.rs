@@ -1,8 +1,10 @@
 //! Seats and holds. A seat's current hold lives on the seat row, so taking a seat is one conditional
 //! UPDATE; the `holds` rows keep each hold's history.
 //!
-//! Lock order everywhere: `holds` rows, then `users`, then `seats` (payments, releases and the sweeper). A
-//! new hold locks only its seat and inserts a fresh hold row, so it never waits on another hold's row.
+//! Lock order everywhere: `holds` rows, then `users`, then `seats` (payments, releases and the sweeper). New
+//! holds lock only their seats and insert fresh hold rows, so they never wait on another hold's row.
+
+use std::collections::HashMap;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -10,36 +12,94 @@ use concert_core::seats::{HoldFacts, HoldState};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-/// What a HOLD needs from the waiting room and the user's other holds.
-#[derive(Debug, Clone, Copy, sqlx::FromRow)]
-pub(crate) struct HoldTerms {
-    pub hold_seconds: i32,
-    pub live_holds: i64,
-}
-
-/// The hold length of the concert and how many live holds the user has on the date; `None` when the
-/// concert has no waiting room.
-pub(crate) async fn hold_terms(
+/// Hold length (`hold_seconds`) of each of these concerts that has a waiting room.
+pub(crate) async fn hold_seconds(
     conn: &mut PgConnection,
-    concert_id: Uuid,
-    date_id: Uuid,
-    user_id: Uuid,
-) -> anyhow::Result<Option<HoldTerms>> {
-    sqlx::query_as(
-        "SELECT w.hold_seconds,
-                (SELECT count(*) FROM holds h
-                 WHERE h.user_id = $3 AND h.date_id = $2 AND h.state = 'HELD' AND h.expires_at > now()) AS live_holds
-         FROM waiting_rooms w WHERE w.concert_id = $1",
+    concert_ids: &[Uuid],
+) -> anyhow::Result<HashMap<Uuid, i32>> {
+    let rows: Vec<(Uuid, i32)> = sqlx::query_as(
+        "SELECT concert_id, hold_seconds FROM waiting_rooms WHERE concert_id = ANY($1)",
     )
-    .bind(concert_id)
-    .bind(date_id)
-    .bind(user_id)
-    .fetch_optional(conn)
+    .bind(concert_ids)
+    .fetch_all(conn)
     .await
-    .context("reading hold terms")
+    .context("reading hold lengths")?;
+    Ok(rows.into_iter().collect())
 }
 
-/// A hold to take.
+/// Live holds (HELD, deadline ahead) per (user, date), for these pairs.
+pub(crate) async fn live_hold_counts(
+    conn: &mut PgConnection,
+    pairs: &[(Uuid, Uuid)],
+) -> anyhow::Result<HashMap<(Uuid, Uuid), i64>> {
+    let (users, dates): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
+    let rows: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(
+        "SELECT h.user_id, h.date_id, count(*)
+         FROM holds h
+         JOIN (SELECT DISTINCT * FROM UNNEST($1::uuid[], $2::uuid[])) AS w(user_id, date_id)
+           ON h.user_id = w.user_id AND h.date_id = w.date_id
+         WHERE h.state = 'HELD' AND h.expires_at > now()
+         GROUP BY h.user_id, h.date_id",
+    )
+    .bind(&users)
+    .bind(&dates)
+    .fetch_all(conn)
+    .await
+    .context("counting live holds")?;
+    Ok(rows.into_iter().map(|(u, d, n)| ((u, d), n)).collect())
+}
+
+/// The concert each of these dates belongs to (dates that do not exist are absent).
+pub(crate) async fn date_concerts(
+    conn: &mut PgConnection,
+    date_ids: &[Uuid],
+) -> anyhow::Result<HashMap<Uuid, Uuid>> {
+    let rows: Vec<(Uuid, Uuid)> =
+        sqlx::query_as("SELECT date_id, concert_id FROM concert_dates WHERE date_id = ANY($1)")
+            .bind(date_ids)
+            .fetch_all(conn)
+            .await
+            .context("reading dates")?;
+    Ok(rows.into_iter().collect())
+}
+
+/// A seat as a run of holds sees it, locked.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub(crate) struct SeatForHold {
+    pub date_id: Uuid,
+    pub seat_no: i32,
+    pub price: i64,
+    pub sold: bool,
+    pub hold_expires_at: Option<DateTime<Utc>>,
+}
+
+/// Locks these seats (those that exist) in one statement, in (date, seat) order so that two transactions
+/// locking overlapping sets cannot deadlock.
+pub(crate) async fn lock_seats(
+    conn: &mut PgConnection,
+    seats: &[(Uuid, i32)],
+) -> anyhow::Result<HashMap<(Uuid, i32), SeatForHold>> {
+    let (dates, numbers): (Vec<Uuid>, Vec<i32>) = seats.iter().copied().unzip();
+    let rows: Vec<SeatForHold> = sqlx::query_as(
+        "SELECT s.date_id, s.seat_no, s.price, s.reservation_id IS NOT NULL AS sold, s.hold_expires_at
+         FROM seats s
+         JOIN (SELECT DISTINCT * FROM UNNEST($1::uuid[], $2::int[])) AS w(date_id, seat_no)
+           ON s.date_id = w.date_id AND s.seat_no = w.seat_no
+         ORDER BY s.date_id, s.seat_no
+         FOR UPDATE OF s",
+    )
+    .bind(&dates)
+    .bind(&numbers)
+    .fetch_all(conn)
+    .await
+    .context("locking seats")?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ((r.date_id, r.seat_no), r))
+        .collect())
+}
+
+/// A hold decided and about to be written.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct NewHold {
     pub hold_id: Uuid,
@@ -47,82 +107,69 @@ pub(crate) struct NewHold {
     pub concert_id: Uuid,
     pub date_id: Uuid,
     pub seat_no: i32,
-    pub hold_seconds: i32,
-}
-
-/// The seat as the hold took it.
-#[derive(Debug, Clone, Copy, sqlx::FromRow)]
-pub(crate) struct TakenSeat {
     pub price: i64,
     pub expires_at: DateTime<Utc>,
 }
 
-/// Takes the seat if it is free (not sold, and no hold or a lapsed one) and on a date of the concert, and
-/// records the hold, in one statement. `None` when the seat could not be taken.
+/// Writes decided holds: points each seat at its hold and records the holds, two statements for the lot.
 ///
-/// The lapsed hold the seat may still name is left alone: the sweeper marks it EXPIRED. Touching it here
-/// would lock a hold row after a seat row, the opposite order to the sweeper's, and could deadlock.
-pub(crate) async fn take_seat(
-    conn: &mut PgConnection,
-    hold: &NewHold,
-) -> anyhow::Result<Option<TakenSeat>> {
-    sqlx::query_as(
-        "WITH taken AS (
-             UPDATE seats s
-             SET hold_id = $1, held_by = $2, hold_expires_at = now() + make_interval(secs => $6)
-             FROM concert_dates d
-             WHERE s.date_id = $4 AND s.seat_no = $5 AND d.date_id = s.date_id AND d.concert_id = $3
-               AND s.reservation_id IS NULL
-               AND (s.hold_expires_at IS NULL OR s.hold_expires_at <= now())
-             RETURNING s.price, s.hold_expires_at)
-         INSERT INTO holds (hold_id, user_id, concert_id, date_id, seat_no, price, state, created_at, expires_at)
-         SELECT $1, $2, $3, $4, $5, price, 'HELD', now(), hold_expires_at FROM taken
-         RETURNING price, expires_at",
+/// The seat update repeats the "free" condition, so the database, not only the decision, guarantees that no
+/// seat gets two live holds; fewer rows than holds is an error that rolls the batch back. The lapsed hold a
+/// seat may still name is left alone: the sweeper marks it EXPIRED (touching it here would lock a hold row
+/// after a seat row, the opposite order to the sweeper's, and could deadlock).
+pub(crate) async fn write_holds(conn: &mut PgConnection, holds: &[NewHold]) -> anyhow::Result<()> {
+    if holds.is_empty() {
+        return Ok(());
+    }
+    let column = |f: fn(&NewHold) -> Uuid| holds.iter().map(f).collect::<Vec<_>>();
+    let (hold_ids, users, concerts, dates) = (
+        column(|h| h.hold_id),
+        column(|h| h.user_id),
+        column(|h| h.concert_id),
+        column(|h| h.date_id),
+    );
+    let seat_nos: Vec<i32> = holds.iter().map(|h| h.seat_no).collect();
+    let prices: Vec<i64> = holds.iter().map(|h| h.price).collect();
+    let deadlines: Vec<DateTime<Utc>> = holds.iter().map(|h| h.expires_at).collect();
+    let taken = sqlx::query(
+        "UPDATE seats s SET hold_id = w.hold_id, held_by = w.user_id, hold_expires_at = w.expires_at
+         FROM UNNEST($1::uuid[], $2::int[], $3::uuid[], $4::uuid[], $5::timestamptz[])
+              AS w(date_id, seat_no, hold_id, user_id, expires_at)
+         WHERE s.date_id = w.date_id AND s.seat_no = w.seat_no
+           AND s.reservation_id IS NULL
+           AND (s.hold_expires_at IS NULL OR s.hold_expires_at <= now())",
     )
-    .bind(hold.hold_id)
-    .bind(hold.user_id)
-    .bind(hold.concert_id)
-    .bind(hold.date_id)
-    .bind(hold.seat_no)
-    .bind(f64::from(hold.hold_seconds))
-    .fetch_optional(conn)
+    .bind(&dates)
+    .bind(&seat_nos)
+    .bind(&hold_ids)
+    .bind(&users)
+    .bind(&deadlines)
+    .execute(&mut *conn)
     .await
-    .context("taking the seat")
-}
-
-/// Why a seat could not be taken: which of date and seat exist for the concert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SeatLookup {
-    /// No such date, or a date of another concert.
-    NoDate,
-    /// The date is the concert's but has no such seat.
-    NoSeat,
-    /// The seat exists: it is held or sold.
-    Exists,
-}
-
-/// Tells a missing date or seat from a taken seat, after [`take_seat`] found nothing to take.
-pub(crate) async fn look_up_seat(
-    conn: &mut PgConnection,
-    concert_id: Uuid,
-    date_id: Uuid,
-    seat_no: i32,
-) -> anyhow::Result<SeatLookup> {
-    let (date_is_concerts, seat_exists): (bool, bool) = sqlx::query_as(
-        "SELECT EXISTS (SELECT 1 FROM concert_dates WHERE date_id = $2 AND concert_id = $1),
-                EXISTS (SELECT 1 FROM seats WHERE date_id = $2 AND seat_no = $3)",
+    .context("taking seats")?
+    .rows_affected();
+    anyhow::ensure!(
+        taken == holds.len() as u64,
+        "{taken} of {} seats decided free could be taken",
+        holds.len()
+    );
+    sqlx::query(
+        "INSERT INTO holds (hold_id, user_id, concert_id, date_id, seat_no, price, state, created_at, expires_at)
+         SELECT w.hold_id, w.user_id, w.concert_id, w.date_id, w.seat_no, w.price, 'HELD', now(), w.expires_at
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::int[], $6::bigint[], $7::timestamptz[])
+              AS w(hold_id, user_id, concert_id, date_id, seat_no, price, expires_at)",
     )
-    .bind(concert_id)
-    .bind(date_id)
-    .bind(seat_no)
-    .fetch_one(conn)
+    .bind(&hold_ids)
+    .bind(&users)
+    .bind(&concerts)
+    .bind(&dates)
+    .bind(&seat_nos)
+    .bind(&prices)
+    .bind(&deadlines)
+    .execute(conn)
     .await
-    .context("looking up the seat")?;
-    Ok(match (date_is_concerts, seat_exists) {
-        (false, _) => SeatLookup::NoDate,
-        (true, false) => SeatLookup::NoSeat,
-        (true, true) => SeatLookup::Exists,
-    })
+    .context("recording holds")?;
+    Ok(())
 }
 
 /// A hold row, locked.
