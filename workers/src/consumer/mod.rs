@@ -25,7 +25,7 @@ use crate::apply::{apply_batch, ApplyContext, LogCommand};
 use crate::backoff::{sleep_or_stop, stopped, Backoff};
 use crate::config::WorkerConfig;
 use crate::metrics;
-use context::{commit_stored, CommitOnRevoke};
+use context::{commit_stored, watch_assignment, CommitOnRevoke};
 use publish::Publisher;
 
 /// How long to keep gathering after the first message of a batch. Short: a batch takes what has already
@@ -47,7 +47,7 @@ fn create_consumer(config: &WorkerConfig) -> anyhow::Result<CommandConsumer> {
         // Commands are latency-bound: ask the broker to answer a fetch within a few ms. Left at the 500 ms
         // default, a broker that holds fetches until the wait runs out (tansu does) adds that to every command.
         .set("fetch.wait.max.ms", "5")
-        .create_with_context(CommitOnRevoke)
+        .create_with_context(CommitOnRevoke::default())
         .context("creating the Kafka consumer")
 }
 
@@ -69,6 +69,10 @@ pub(crate) async fn run(
         .subscribe(&[&topics.joins, &topics.bookings])
         .context("subscribing to the command topics")?;
     let ctx = ApplyContext::new(pool, config.max_holds_per_user).with_shutdown(shutdown.clone());
+    tokio::spawn(watch_assignment(
+        consumer.context().assigned.clone(),
+        shutdown.clone(),
+    ));
     tracing::info!(group = %config.group_id, "command consumer started");
 
     let mut backoff = Backoff::new();
