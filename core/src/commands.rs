@@ -177,6 +177,47 @@ impl Reply {
     }
 }
 
+/// A row of the `requests` table: a command's outcome as the worker stored it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredRequest {
+    pub request_id: Uuid,
+    pub user_id: Uuid,
+    pub kind: String,
+    pub fingerprint: String,
+    pub status: String,
+    pub result: Option<serde_json::Value>,
+    pub error: Option<serde_json::Value>,
+}
+
+impl StoredRequest {
+    /// The reply exactly as first decided. A row still PENDING (only ever seen inside the worker's own
+    /// transaction) or one that lost its outcome is an error.
+    pub fn into_reply(self) -> anyhow::Result<Reply> {
+        let kind = CommandKind::parse(&self.kind)
+            .ok_or_else(|| anyhow::anyhow!("stored request has kind {:?}", self.kind))?;
+        let outcome = match (self.status.as_str(), self.result, self.error) {
+            ("SUCCEEDED", result, _) => Outcome::Succeeded {
+                result: result.unwrap_or_default(),
+            },
+            ("FAILED", _, Some(error)) => Outcome::Failed {
+                error: serde_json::from_value(error)?,
+            },
+            (status, _, _) => anyhow::bail!(
+                "request {} is stored as {status} without its outcome",
+                self.request_id
+            ),
+        };
+        Ok(Reply {
+            request_id: self.request_id,
+            user_id: self.user_id,
+            kind,
+            fingerprint: self.fingerprint,
+            outcome,
+            completed_place: None,
+        })
+    }
+}
+
 /// `result` of a JOIN: the place in line. The api turns it into a signed queue token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinResult {

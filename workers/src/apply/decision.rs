@@ -1,11 +1,10 @@
 //! What applying one command decides, and how a decision becomes the reply on the log.
 
-use concert_core::commands::{CommandEnvelope, CommandKind, Outcome, Reply};
+use concert_core::commands::{CommandEnvelope, Outcome, Reply};
 use concert_core::{ErrorCode, Problem};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::store::requests::StoredRequest;
 
 /// A command's domain answer: its result, or the reason it was refused. Refusals are decided by
 /// conditional SQL before anything is written, so the batch transaction stays usable after one.
@@ -68,40 +67,10 @@ pub(crate) fn with_place_hint(mut reply: Reply, envelope: &CommandEnvelope) -> R
     reply
 }
 
-/// The reply to a command applied before, rebuilt from its stored row, exactly as it was first decided.
-pub(crate) fn stored_reply(row: StoredRequest) -> anyhow::Result<Reply> {
-    let kind = CommandKind::parse(&row.kind)
-        .ok_or_else(|| anyhow::anyhow!("stored request has kind {:?}", row.kind))?;
-    let outcome = match row.status.as_str() {
-        "SUCCEEDED" => Outcome::Succeeded {
-            result: row.result.unwrap_or_default(),
-        },
-        "FAILED" => {
-            let error = row
-                .error
-                .ok_or_else(|| anyhow::anyhow!("failed request {} has no error", row.request_id))?;
-            Outcome::Failed {
-                error: serde_json::from_value(error)?,
-            }
-        }
-        other => anyhow::bail!(
-            "request {} is stored as {other}, not completed",
-            row.request_id
-        ),
-    };
-    Ok(Reply {
-        request_id: row.request_id,
-        user_id: row.user_id,
-        kind,
-        fingerprint: row.fingerprint,
-        outcome,
-        completed_place: None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::requests::StoredRequest;
     use concert_core::commands::Command;
 
     fn envelope() -> CommandEnvelope {
@@ -150,7 +119,7 @@ mod tests {
             result: None,
             error: Some(serde_json::to_value(error).unwrap()),
         };
-        assert_eq!(stored_reply(row).unwrap(), first);
+        assert_eq!(row.into_reply().unwrap(), first);
     }
 
     #[test]
@@ -164,6 +133,6 @@ mod tests {
             result: None,
             error: None,
         };
-        assert!(stored_reply(row).is_err());
+        assert!(row.into_reply().is_err());
     }
 }

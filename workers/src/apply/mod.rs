@@ -218,7 +218,7 @@ async fn record_failure(
             .pop()
             .context("stored request vanished")?;
         Decided {
-            reply: decision::with_place_hint(decision::stored_reply(row)?, &command.envelope),
+            reply: decision::with_place_hint(row.into_reply()?, &command.envelope),
             fresh: false,
         }
     };

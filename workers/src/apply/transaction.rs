@@ -105,7 +105,7 @@ async fn load_replies(
         "some requests seen before have no stored row"
     );
     rows.into_iter()
-        .map(|row| Ok((row.request_id, decision::stored_reply(row)?)))
+        .map(|row| Ok((row.request_id, row.into_reply()?)))
         .collect()
 }
 

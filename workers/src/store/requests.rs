@@ -11,16 +11,7 @@ use uuid::Uuid;
 use crate::apply::LogCommand;
 
 /// A request row as stored, for re-sending the outcome of a command seen before.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub(crate) struct StoredRequest {
-    pub request_id: Uuid,
-    pub user_id: Uuid,
-    pub kind: String,
-    pub fingerprint: String,
-    pub status: String,
-    pub result: Option<Value>,
-    pub error: Option<Value>,
-}
+pub(crate) use concert_core::commands::StoredRequest;
 
 /// Records every command as PENDING in one statement and returns the ids that were new. An id already
 /// present was applied before (an earlier delivery): it must not be applied again.
