@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use concert_core::config::{env_or, env_parse, Settings};
+use concert_core::kafka::DEFAULT_LINGER_MS;
 
 /// Everything the api needs to run; tests build it with [`ApiConfig::for_tests`].
 #[derive(Debug, Clone)]
@@ -19,6 +20,8 @@ pub struct ApiConfig {
     pub join_wait: Duration,
     /// `ACCESS_TOKEN_TTL_SECONDS`, lifetime of access tokens.
     pub access_token_ttl: Duration,
+    /// `KAFKA_LINGER_MS`, how long the command producer waits to fill a batch.
+    pub kafka_linger_ms: u32,
 }
 
 /// The largest balance one user may hold, in won.
@@ -42,6 +45,8 @@ impl ApiConfig {
                 env_parse("ACCESS_TOKEN_TTL_SECONDS", 30 * 24 * 3600)
                     .context("ACCESS_TOKEN_TTL_SECONDS")?,
             ),
+            kafka_linger_ms: env_parse("KAFKA_LINGER_MS", DEFAULT_LINGER_MS)
+                .context("KAFKA_LINGER_MS")?,
         })
     }
 
@@ -54,6 +59,7 @@ impl ApiConfig {
             max_charge: 10_000_000,
             join_wait: Duration::from_secs(10),
             access_token_ttl: Duration::from_secs(3600),
+            kafka_linger_ms: DEFAULT_LINGER_MS,
         }
     }
 }

@@ -45,7 +45,10 @@ impl Application {
     pub async fn build(config: ApiConfig) -> anyhow::Result<Self> {
         let settings = &config.settings;
         let pool = concert_core::db::pool(&settings.database_url, settings.db_max_connections)?;
-        let producer = concert_core::kafka::producer(&settings.kafka_brokers)?;
+        let producer = concert_core::kafka::producer_with_linger(
+            &settings.kafka_brokers,
+            config.kafka_linger_ms,
+        )?;
         let rooms = Arc::new(RoomCache::default());
         let state = AppState {
             pool,

@@ -22,13 +22,22 @@ pub fn client_config(brokers: &str) -> ClientConfig {
     config
 }
 
+/// How long a producer waits to fill a batch by default (`KAFKA_LINGER_MS`).
+pub const DEFAULT_LINGER_MS: u32 = 1;
+
 /// An idempotent producer that waits for every in-sync replica (acks=all): a send that succeeded is on the log
 /// exactly once, even if the producer retried.
 pub fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
+    producer_with_linger(brokers, DEFAULT_LINGER_MS)
+}
+
+/// [`producer`] with its batching delay: longer means fewer, larger produce requests (less broker work per
+/// message under load) at the cost of that much latency per send.
+pub fn producer_with_linger(brokers: &str, linger_ms: u32) -> anyhow::Result<FutureProducer> {
     client_config(brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "1")
+        .set("linger.ms", linger_ms.to_string())
         // murmur2 is what the Java client uses, so every producer maps a key to the same partition.
         .set("partitioner", "murmur2_random")
         .set("message.timeout.ms", "15000")
