@@ -256,17 +256,23 @@ impl Call {
     }
 
     pub async fn send(self) -> Resp {
-        let response = self.builder.send().await.expect("the api answers");
+        self.try_send().await.expect("the api answers")
+    }
+
+    /// Sends it; a connection refused or reset, or a timeout, is an `Err` rather than a failed test (for
+    /// tests that kill an instance while clients talk to it).
+    pub async fn try_send(self) -> Result<Resp, reqwest::Error> {
+        let response = self.builder.send().await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let text = response.text().await.expect("reading the body");
+        let text = response.text().await?;
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Resp {
+        Ok(Resp {
             status,
             headers,
             text,
             json,
-        }
+        })
     }
 }
 

@@ -174,6 +174,30 @@ impl TestEnv {
         RequestIds::new(self.settings.token_secret.clone().into_bytes())
     }
 
+    /// The name of this test's database.
+    pub fn db_name(&self) -> &str {
+        &self.db_name
+    }
+
+    /// Drops every connection to this test's database (the services' and the test's own pool's) with
+    /// `pg_terminate_backend`, as a database restart would, without touching the shared server or other
+    /// tests' databases. Returns how many backends were terminated.
+    pub async fn terminate_backends(&self) -> i64 {
+        let mut admin = PgConnection::connect(&infra().admin_database_url)
+            .await
+            .expect("connecting to Postgres");
+        let terminated: i64 = sqlx::query_scalar(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&self.db_name)
+        .fetch_one(&mut admin)
+        .await
+        .expect("pg_terminate_backend");
+        let _ = admin.close().await;
+        terminated
+    }
+
     /// How many partitions one of this test's topics has.
     pub fn partitions(&self, topic: &str) -> i32 {
         self.topics

@@ -7,10 +7,90 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 
 use crate::env::{TestEnv, DB_CONNECTIONS_PER_INSTANCE};
 
+/// What a process is and how it was configured, so that it can be started again the same way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcKind {
+    /// `concert-api` listening on this port.
+    Api { port: u16 },
+    /// `concert-worker run` with `WORKER_ROLES=roles`.
+    Worker { roles: String },
+}
+
+/// How to start one service process: its kind, its name (`api-0`, `worker-2`: also its log file) and the
+/// environment it gets on top of the test's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcSpec {
+    pub name: String,
+    pub kind: ProcKind,
+    /// Extra environment, applied last (so it may override the defaults), e.g. a failpoint.
+    pub env: Vec<(String, String)>,
+}
+
+impl ProcSpec {
+    pub fn api(index: usize, port: u16) -> Self {
+        Self {
+            name: format!("api-{index}"),
+            kind: ProcKind::Api { port },
+            env: Vec::new(),
+        }
+    }
+
+    pub fn worker(index: usize, roles: &str) -> Self {
+        Self {
+            name: format!("worker-{index}"),
+            kind: ProcKind::Worker {
+                roles: roles.to_owned(),
+            },
+            env: Vec::new(),
+        }
+    }
+
+    /// The same spec with one more environment variable.
+    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Starts it.
+    pub fn spawn(&self, env: &TestEnv) -> Proc {
+        let mut command = base_command(env, self.binary(), &self.name);
+        match &self.kind {
+            ProcKind::Api { port } => {
+                command.env("API_PORT", port.to_string());
+            }
+            ProcKind::Worker { roles } => {
+                command.arg("run").env("WORKER_ROLES", roles);
+            }
+        }
+        for (k, v) in &self.env {
+            command.env(k, v);
+        }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|err| panic!("spawning {} ({}): {err}", self.name, self.binary()));
+        Proc {
+            name: self.name.clone(),
+            spec: self.clone(),
+            child,
+            stopped: false,
+        }
+    }
+
+    fn binary(&self) -> &'static str {
+        match self.kind {
+            ProcKind::Api { .. } => "concert-api",
+            ProcKind::Worker { .. } => "concert-worker",
+        }
+    }
+}
+
 /// A spawned service process; killed (and reaped) on drop.
 pub struct Proc {
     pub name: String,
+    pub spec: ProcSpec,
     child: Child,
+    /// Stopped on purpose (killed by the test, or an exit the test waited for): not "exited early".
+    stopped: bool,
 }
 
 impl Proc {
@@ -21,6 +101,24 @@ impl Proc {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Whether the test stopped it (or waited for its exit) on purpose.
+    pub fn stopped_on_purpose(&self) -> bool {
+        self.stopped
+    }
+
+    /// `kill -9`: SIGKILL, no chance to clean up (no offset commit, no leaving the group, no graceful
+    /// close of connections), then reaps it. Returns how it ended.
+    pub fn kill9(&mut self) -> ExitStatus {
+        self.stopped = true;
+        let _ = self.child.kill();
+        self.child.wait().expect("reaping a killed process")
+    }
+
+    /// Marks an exit the test expected (e.g. a failpoint's abort), so it is not reported as early.
+    pub fn mark_stopped(&mut self) {
+        self.stopped = true;
     }
 }
 
@@ -89,7 +187,13 @@ fn base_command(env: &TestEnv, binary_name: &str, log_name: &str) -> Command {
         // Quiet, but kept for a post-mortem: <tmp>/concert-tests/<topic prefix><name>.log
         let dir = std::env::temp_dir().join("concert-tests");
         let _ = std::fs::create_dir_all(&dir);
-        match std::fs::File::create(dir.join(format!("{}{log_name}.log", settings.topic_prefix))) {
+        // Appending: a restarted process writes after its predecessor's last words.
+        let path = dir.join(format!("{}{log_name}.log", settings.topic_prefix));
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
             Ok(file) => {
                 let err = file
                     .try_clone()
@@ -107,23 +211,12 @@ fn base_command(env: &TestEnv, binary_name: &str, log_name: &str) -> Command {
 
 /// Starts `concert-api` on `port`.
 pub fn spawn_api(env: &TestEnv, port: u16, index: usize) -> Proc {
-    let name = format!("api-{index}");
-    let child = base_command(env, "concert-api", &name)
-        .env("API_PORT", port.to_string())
-        .spawn()
-        .expect("spawning concert-api");
-    Proc { name, child }
+    ProcSpec::api(index, port).spawn(env)
 }
 
 /// Starts `concert-worker run` with these roles (`WORKER_ROLES`, e.g. `consumer,relay`).
 pub fn spawn_worker(env: &TestEnv, roles: &str, index: usize) -> Proc {
-    let name = format!("worker-{index}");
-    let child = base_command(env, "concert-worker", &name)
-        .arg("run")
-        .env("WORKER_ROLES", roles)
-        .spawn()
-        .expect("spawning concert-worker");
-    Proc { name, child }
+    ProcSpec::worker(index, roles).spawn(env)
 }
 
 /// Runs `concert-worker <subcommand>` to completion with this test's environment plus `extra`.

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::client::Api;
 use crate::env::TestEnv;
-use crate::procs::{self, Proc};
+use crate::procs::{self, Proc, ProcSpec};
 use crate::wait::{wait_until, Deadline};
 
 /// Stacks with OS processes or many instances run one at a time: the machine has two cores, and a crowd
@@ -23,7 +23,7 @@ pub struct StackBuilder {
     apis: usize,
     workers: Vec<Roles>,
     process_apis: usize,
-    process_workers: Vec<String>,
+    process_workers: Vec<(String, Vec<(String, String)>)>,
 }
 
 impl StackBuilder {
@@ -53,7 +53,17 @@ impl StackBuilder {
 
     /// One more `concert-worker` process with `WORKER_ROLES=roles`.
     pub fn process_worker(mut self, roles: &str) -> Self {
-        self.process_workers.push(roles.to_owned());
+        self.process_workers.push((roles.to_owned(), Vec::new()));
+        self
+    }
+
+    /// One more `concert-worker` process with `WORKER_ROLES=roles` and extra environment (e.g. a failpoint).
+    pub fn process_worker_with_env(mut self, roles: &str, env: &[(&str, &str)]) -> Self {
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        self.process_workers.push((roles.to_owned(), env));
         self
     }
 
@@ -110,10 +120,10 @@ impl StackBuilder {
                 }
             }));
         }
-        for (index, roles) in self.process_workers.iter().enumerate() {
-            stack
-                .processes
-                .push(procs::spawn_worker(&stack.env, roles, index));
+        for (index, (roles, env)) in self.process_workers.iter().enumerate() {
+            let mut spec = ProcSpec::worker(index, roles);
+            spec.env.clone_from(env);
+            stack.processes.push(spec.spawn(&stack.env));
         }
         let mut spawned_apis = Vec::new();
         for index in 0..self.process_apis {
@@ -187,15 +197,102 @@ impl TestStack {
         &self.env.db
     }
 
-    /// Fails the test if a spawned process has exited.
+    /// Fails the test if a spawned process has exited, other than those the test stopped on purpose.
     pub fn assert_processes_alive(&mut self) {
         for process in &mut self.processes {
+            if process.stopped_on_purpose() {
+                continue;
+            }
             let name = process.name.clone();
             assert!(
                 process.exited().is_none(),
                 "{name} exited early: {:?}",
                 process.exited()
             );
+        }
+    }
+
+    /// The names of the spawned processes (`api-0`, `worker-2`, ...), in start order. Process apis appear
+    /// in [`apis`](Self::apis) after the in-process ones, in the order of their index.
+    pub fn process_names(&self) -> Vec<String> {
+        self.processes.iter().map(|p| p.name.clone()).collect()
+    }
+
+    /// The spawned process called `name`.
+    pub fn process(&mut self, name: &str) -> &mut Proc {
+        let names = self.process_names();
+        self.processes
+            .iter_mut()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("no process {name}; there are {names:?}"))
+    }
+
+    /// `kill -9` the process called `name` and reap it; it stays listed, stopped, until
+    /// [`restart`](Self::restart). Returns how it ended.
+    pub fn kill9(&mut self, name: &str) -> std::process::ExitStatus {
+        self.process(name).kill9()
+    }
+
+    /// Starts the process called `name` again with the spec it was started with (same port, roles, group
+    /// and extra environment), killing the old one first if it still runs. An api is waited for until
+    /// `/healthz` answers.
+    pub async fn restart(&mut self, name: &str) {
+        self.restart_with(name, |_| {}).await;
+    }
+
+    /// Like [`restart`](Self::restart), with the spec changed first (e.g. a failpoint removed).
+    pub async fn restart_with(&mut self, name: &str, change: impl FnOnce(&mut ProcSpec)) {
+        let process = self.process(name);
+        let mut spec = process.spec.clone();
+        process.kill9();
+        change(&mut spec);
+        let fresh = spec.spawn(&self.env);
+        let slot = self
+            .processes
+            .iter_mut()
+            .find(|p| p.name == name)
+            .expect("the process is listed");
+        // Dropping the old handle reaps what is left of it.
+        *slot = fresh;
+        if let procs::ProcKind::Api { port } = spec.kind {
+            let api = Api::new(format!("http://127.0.0.1:{port}"), crate::ADMIN_TOKEN);
+            self.wait_for_health(&api).await;
+        }
+    }
+
+    /// Starts one more `concert-worker` process while the stack runs; returns its name.
+    pub fn spawn_worker(&mut self, roles: &str, env: &[(&str, &str)]) -> String {
+        let index = self
+            .processes
+            .iter()
+            .filter(|p| matches!(p.spec.kind, procs::ProcKind::Worker { .. }))
+            .count();
+        let mut spec = ProcSpec::worker(index, roles);
+        for (k, v) in env {
+            spec = spec.with_env(k, v);
+        }
+        let name = spec.name.clone();
+        self.processes.push(spec.spawn(&self.env));
+        name
+    }
+
+    /// Waits up to `deadline` for the process called `name` to exit by itself (e.g. a failpoint), marks
+    /// that exit as expected and returns it; `None` if it still runs at the deadline.
+    pub async fn wait_for_exit(
+        &mut self,
+        name: &str,
+        deadline: Deadline,
+    ) -> Option<std::process::ExitStatus> {
+        loop {
+            let process = self.process(name);
+            if let Some(status) = process.exited() {
+                process.mark_stopped();
+                return Some(status);
+            }
+            if deadline.passed() {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

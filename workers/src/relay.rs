@@ -82,6 +82,7 @@ async fn publish_round(
         }
     }
     if !confirmed.is_empty() {
+        abort_if_chaos_failpoint(confirmed.len());
         outbox::mark_published(&mut tx, &confirmed).await?;
     }
     tx.commit().await.context("committing published events")?;
@@ -94,6 +95,20 @@ async fn publish_round(
         );
     }
     Ok(events.len())
+}
+
+/// TEST-ONLY FAILPOINT. With `CHAOS_RELAY_ABORT_AFTER_PUBLISH=1` in the environment, the process aborts
+/// right after the broker confirmed a batch and before the batch is marked published: the crash the outbox
+/// must survive. The fault suite (`tests/tests/chaos`) sets it on one relay process and checks that another
+/// relay publishes the same events again. Never set it in a deployment.
+fn abort_if_chaos_failpoint(confirmed: usize) {
+    if std::env::var_os("CHAOS_RELAY_ABORT_AFTER_PUBLISH").is_some_and(|v| v == "1") {
+        tracing::error!(
+            confirmed,
+            "CHAOS_RELAY_ABORT_AFTER_PUBLISH: aborting after the broker confirmed, before marking"
+        );
+        std::process::abort();
+    }
 }
 
 async fn publish(
