@@ -56,6 +56,19 @@ impl ApiError {
                     "the service is temporarily unavailable, try again shortly",
                 )
             }
+            // A database error wrapped on its way up is still judged as a database error.
+            Self::Internal(err)
+                if err.chain().any(|e| {
+                    e.downcast_ref::<sqlx::Error>()
+                        .is_some_and(concert_core::db::is_transient)
+                }) =>
+            {
+                tracing::warn!(error = ?err, "database unavailable");
+                Problem::new(
+                    ErrorCode::Unavailable,
+                    "the service is temporarily unavailable, try again shortly",
+                )
+            }
             Self::Internal(err) => {
                 tracing::error!(error = ?err, "internal error");
                 Problem::new(ErrorCode::Internal, "an internal error occurred")
@@ -94,5 +107,27 @@ pub fn problem_response(problem: &Problem) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         problem_response(&self.into_problem())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapped_transient_database_error_is_unavailable() {
+        let err =
+            anyhow::Error::from(sqlx::Error::PoolTimedOut).context("reading the stored outcome");
+        assert_eq!(
+            ApiError::Internal(err).into_problem().code,
+            ErrorCode::Unavailable
+        );
+    }
+
+    #[test]
+    fn other_internal_errors_stay_internal_and_say_nothing() {
+        let problem = ApiError::Internal(anyhow::anyhow!("SELECT broke")).into_problem();
+        assert_eq!(problem.code, ErrorCode::Internal);
+        assert!(!problem.detail.contains("SELECT"));
     }
 }
