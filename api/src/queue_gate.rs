@@ -57,7 +57,7 @@ pub fn status(state: &AppState, claims: &QueueClaims) -> PlaceStatus {
         })
 }
 
-/// Lets only an ACTIVE place through: WAITING is 403 with the position, EXPIRED or COMPLETED is 401.
+/// Verifies the token and lets only an ACTIVE place through (see [`admitted`]).
 pub fn require_active(
     state: &AppState,
     token: Option<&str>,
@@ -65,8 +65,14 @@ pub fn require_active(
     concert: Option<Uuid>,
 ) -> ApiResult<QueueClaims> {
     let claims = verify(state, token, user, concert)?;
-    match status(state, &claims) {
-        PlaceStatus::Active { .. } => Ok(claims),
+    admitted(state, &claims)?;
+    Ok(claims)
+}
+
+/// Is the verified place ACTIVE? WAITING is 403 with the position, EXPIRED or COMPLETED is 401.
+pub fn admitted(state: &AppState, claims: &QueueClaims) -> ApiResult<()> {
+    match status(state, claims) {
+        PlaceStatus::Active { .. } => Ok(()),
         PlaceStatus::Waiting { position, .. } => Err(concert_core::Problem::new(
             ErrorCode::QueueNotAdmitted,
             format!("you are number {position} in line; poll GET /v1/queue/status"),

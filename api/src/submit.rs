@@ -25,10 +25,32 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 /// While waiting for a reply, how often to look for the stored outcome in case the reply does not come.
 const STORE_POLL: Duration = Duration::from_millis(750);
 
-/// Publishes `command` for `user` and waits up to `wait` for its outcome.
+/// The outcome already decided for this idempotency key, if any; one decided for a different body is refused.
 ///
-/// With an idempotency key the request id is derived from the key, so a retry names the same request; an
-/// outcome already stored answers without publishing again, and one stored for a different body is refused.
+/// Callers ask this before any gate: a retry of a decided request gets its outcome even if the first
+/// attempt has since ended what the gate checks (a payment completes the queue token it needed).
+pub async fn already_decided(
+    state: &AppState,
+    user: Uuid,
+    command: &Command,
+    key: Option<&str>,
+) -> ApiResult<Option<(Uuid, Reply)>> {
+    let Some(key) = key else { return Ok(None) };
+    let request_id = state
+        .request_ids
+        .for_idempotency_key(user, command.kind(), key);
+    match crate::db::requests::outcome(&state.pool, request_id).await? {
+        Some(stored) => Ok(Some((
+            request_id,
+            same_body(stored, &command.fingerprint())?,
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// Publishes `command` for `user` and waits up to `wait` for its outcome. With an idempotency key the
+/// request id is derived from the key, so a retry names the same request and the worker applies it once;
+/// ask [`already_decided`] first to answer a retry without publishing again.
 pub async fn submit(
     state: &AppState,
     user: Uuid,
@@ -42,11 +64,6 @@ pub async fn submit(
         None => state.request_ids.fresh(user, kind),
     };
     let envelope = CommandEnvelope::new(request_id, user, command);
-    if key.is_some() {
-        if let Some(stored) = crate::db::requests::outcome(&state.pool, request_id).await? {
-            return Ok((request_id, Some(same_body(stored, &envelope.fingerprint)?)));
-        }
-    }
     let waiter = (!wait.is_zero()).then(|| state.replies.subscribe(request_id));
     let started = Instant::now();
     publish(state, &envelope).await?;
@@ -139,16 +156,14 @@ pub struct Accepted {
     pub status: &'static str,
 }
 
-/// 202 Accepted with `Location` pointing at the request.
-pub fn accepted(request_id: Uuid) -> Response {
+/// 202 Accepted with `Location` pointing at the request, and its status (PENDING unless a retry of a
+/// decided request).
+pub fn accepted(request_id: Uuid, status: &'static str) -> Response {
     let location = format!("/v1/requests/{request_id}");
     (
         StatusCode::ACCEPTED,
         [(header::LOCATION, location)],
-        Json(Accepted {
-            request_id,
-            status: "PENDING",
-        }),
+        Json(Accepted { request_id, status }),
     )
         .into_response()
 }

@@ -137,6 +137,16 @@ pub enum Outcome {
     Failed { error: Problem },
 }
 
+impl Outcome {
+    /// SUCCEEDED or FAILED, as a request's `status` says it.
+    pub fn status_name(&self) -> &'static str {
+        match self {
+            Self::Succeeded { .. } => "SUCCEEDED",
+            Self::Failed { .. } => "FAILED",
+        }
+    }
+}
+
 /// A place in line: the concert and the seq the queue token names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlaceRef {

@@ -30,19 +30,30 @@ pub struct PaymentRequest {
     pub hold_id: Uuid,
 }
 
-/// Publishes and answers per the submit-then-poll rules.
+/// Answers per the submit-then-poll rules. A retry of a request already decided (same idempotency key) gets
+/// its outcome whatever the token's state now: the first attempt may itself have ended the token (a payment
+/// completes it). Anything new needs an ACTIVE place.
 async fn submit_and_answer(
     state: &AppState,
     user: Uuid,
+    claims: &QueueClaims,
     command: Command,
     wait: Option<u64>,
     key: Option<String>,
 ) -> ApiResult<Response> {
     let wait = wait.map_or(Duration::ZERO, Duration::from_secs);
-    let (request_id, reply) = submit::submit(state, user, command, key.as_deref(), wait).await?;
+    let (request_id, reply) =
+        match submit::already_decided(state, user, &command, key.as_deref()).await? {
+            Some((request_id, reply)) => (request_id, Some(reply)),
+            None => {
+                queue_gate::admitted(state, claims)?;
+                submit::submit(state, user, command, key.as_deref(), wait).await?
+            }
+        };
     Ok(match reply {
         Some(reply) if !wait.is_zero() => decided(state, reply),
-        _ => accepted(request_id),
+        Some(reply) => accepted(request_id, reply.outcome.status_name()),
+        None => accepted(request_id, "PENDING"),
     })
 }
 
@@ -60,7 +71,7 @@ pub async fn hold(
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<HoldRequest>,
 ) -> ApiResult<Response> {
-    let claims = queue_gate::require_active(&state, token.as_deref(), Some(user), None)?;
+    let claims = queue_gate::verify(&state, token.as_deref(), Some(user), None)?;
     let date = state.dates.get(&state.pool, body.date_id).await?;
     let date = date.filter(|d| d.concert_id == claims.cid).ok_or_else(|| {
         ApiError::new(
@@ -80,7 +91,7 @@ pub async fn hold(
         seat_no: body.seat_no,
         queue_seq: claims.seq as i64,
     };
-    submit_and_answer(&state, user, command, wait, key).await
+    submit_and_answer(&state, user, &claims, command, wait, key).await
 }
 
 /// The hold, if it is the caller's and belongs to the token's concert; anything else reads as not found.
@@ -109,14 +120,14 @@ pub async fn release(
     PreferWait(wait): PreferWait,
     IdempotencyKey(key): IdempotencyKey,
 ) -> ApiResult<Response> {
-    let claims = queue_gate::require_active(&state, token.as_deref(), Some(user), None)?;
+    let claims = queue_gate::verify(&state, token.as_deref(), Some(user), None)?;
     let hold = own_hold(&state, &claims, hold_id).await?;
     let command = Command::Release {
         concert_id: hold.concert_id,
         date_id: hold.date_id,
         hold_id,
     };
-    submit_and_answer(&state, user, command, wait, key).await
+    submit_and_answer(&state, user, &claims, command, wait, key).await
 }
 
 /// Pays a live hold from the balance: the seat is SOLD to the caller and the queue token COMPLETED.
@@ -133,7 +144,7 @@ pub async fn pay(
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<PaymentRequest>,
 ) -> ApiResult<Response> {
-    let claims = queue_gate::require_active(&state, token.as_deref(), Some(user), None)?;
+    let claims = queue_gate::verify(&state, token.as_deref(), Some(user), None)?;
     let hold = own_hold(&state, &claims, body.hold_id).await?;
     let command = Command::Pay {
         concert_id: hold.concert_id,
@@ -141,5 +152,5 @@ pub async fn pay(
         hold_id: body.hold_id,
         queue_seq: claims.seq as i64,
     };
-    submit_and_answer(&state, user, command, wait, key).await
+    submit_and_answer(&state, user, &claims, command, wait, key).await
 }

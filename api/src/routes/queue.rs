@@ -41,16 +41,14 @@ pub async fn join(
 ) -> ApiResult<Response> {
     ensure_concert(&state, concert_id).await?;
     let wait = wait.map_or(state.config.join_wait, Duration::from_secs);
-    let (request_id, reply) = submit::submit(
-        &state,
-        user,
-        Command::Join { concert_id },
-        key.as_deref(),
-        wait,
-    )
-    .await?;
+    let command = Command::Join { concert_id };
+    let (request_id, reply) =
+        match submit::already_decided(&state, user, &command, key.as_deref()).await? {
+            Some((request_id, reply)) => (request_id, Some(reply)),
+            None => submit::submit(&state, user, command, key.as_deref(), wait).await?,
+        };
     let Some(reply) = reply else {
-        return Ok(accepted(request_id));
+        return Ok(accepted(request_id, "PENDING"));
     };
     Ok(match reply.outcome {
         Outcome::Succeeded { result } => {

@@ -48,7 +48,7 @@ pub async fn poll(
         (Some(reply), _) => {
             (StatusCode::OK, Json(RequestDoc::from_reply(&state, reply))).into_response()
         }
-        (None, Some(secs)) if secs > 0 => submit::accepted(request_id),
+        (None, Some(secs)) if secs > 0 => submit::accepted(request_id, "PENDING"),
         (None, _) => (StatusCode::OK, Json(RequestDoc::pending(request_id, kind))).into_response(),
     })
 }
