@@ -193,21 +193,8 @@ impl HoldBench {
                 local
             });
         }
-        let ticker = tick_bar(bar.clone(), start, duration);
-        let mut sent = 0;
-        while let Some(local) = set.join_next().await {
-            let local = local.expect("a hold worker panicked");
-            sent += local.count();
-            self.rec.absorb(&op, &local);
-        }
-        ticker.abort();
-        PhaseFigures {
-            name: op,
-            seconds: start.elapsed().as_secs_f64(),
-            offered: sent,
-            sent,
-            shed: 0,
-        }
+        self.closed_loop_figures(op, set, start, duration, bar)
+            .await
     }
 
     /// `workers` closed-loop workers polling `GET /v1/queue/status` with the users' valid tokens for `duration`.
@@ -239,10 +226,24 @@ impl HoldBench {
                 local
             });
         }
+        self.closed_loop_figures(op, set, start, duration, bar)
+            .await
+    }
+
+    /// Waits for a closed-loop phase's workers (moving the bar meanwhile), folds their figures into the
+    /// recorder, and sums up the phase: in a closed loop everything offered was sent.
+    async fn closed_loop_figures(
+        &self,
+        op: String,
+        mut set: tokio::task::JoinSet<OpStats>,
+        start: Instant,
+        duration: Duration,
+        bar: &indicatif::ProgressBar,
+    ) -> PhaseFigures {
         let ticker = tick_bar(bar.clone(), start, duration);
         let mut sent = 0;
         while let Some(local) = set.join_next().await {
-            let local = local.expect("a poll worker panicked");
+            let local = local.expect("a load worker panicked");
             sent += local.count();
             self.rec.absorb(&op, &local);
         }
