@@ -5,7 +5,6 @@ use concert_core::{ErrorCode, Problem};
 use serde::Serialize;
 use uuid::Uuid;
 
-
 /// A command's domain answer: its result, or the reason it was refused. Refusals are decided by
 /// conditional SQL before anything is written, so the batch transaction stays usable after one.
 pub(crate) type Decision<T> = Result<T, Refusal>;
