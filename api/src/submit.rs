@@ -193,21 +193,20 @@ impl RequestDoc {
     }
 
     pub fn from_reply(state: &AppState, reply: Reply) -> Self {
-        match reply.outcome {
-            Outcome::Succeeded { result } => Self {
-                request_id: reply.request_id,
-                kind: reply.kind,
-                status: "SUCCEEDED",
-                result: Some(public_result(state, reply.kind, reply.user_id, result)),
-                error: None,
-            },
-            Outcome::Failed { error } => Self {
-                request_id: reply.request_id,
-                kind: reply.kind,
-                status: "FAILED",
-                result: None,
-                error: Some(error.with_request_id(reply.request_id)),
-            },
+        let status = reply.outcome.status_name();
+        let (result, error) = match reply.outcome {
+            Outcome::Succeeded { result } => (
+                Some(public_result(state, reply.kind, reply.user_id, result)),
+                None,
+            ),
+            Outcome::Failed { error } => (None, Some(error.with_request_id(reply.request_id))),
+        };
+        Self {
+            request_id: reply.request_id,
+            kind: reply.kind,
+            status,
+            result,
+            error,
         }
     }
 }
