@@ -6,10 +6,27 @@ use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
+/// Settings every service connection starts with.
+///
+/// `plan_cache_mode = force_custom_plan`: sqlx prepares every statement, and after five executions
+/// PostgreSQL may switch a prepared statement to a generic plan that it then keeps for the life of the
+/// connection. A generic plan made while `seats` held a few dozen rows (a nested loop over a sequential
+/// scan) stayed in use after a 100,000-seat concert was added, and each batch's seat update then read
+/// every seat once per hold: seconds per batch. Table growth does not invalidate a cached plan and,
+/// without ANALYZE (autovacuum may be off), nothing else does. A custom plan is made for the actual
+/// arrays and the table's current size every time, for a fraction of a millisecond.
+pub const SESSION_SETTINGS: [(&str, &str); 1] = [("plan_cache_mode", "force_custom_plan")];
+
+/// How a service connects: the URL plus [`SESSION_SETTINGS`].
+pub fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
+    let options: PgConnectOptions = url.parse().context("DATABASE_URL is not a Postgres URL")?;
+    Ok(options.options(SESSION_SETTINGS))
+}
+
 /// A pool that connects lazily, so a process starts (and reports not-ready) while the database is down,
 /// and reconnects on its own once it is back.
 pub fn pool(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
-    let options: PgConnectOptions = url.parse().context("DATABASE_URL is not a Postgres URL")?;
+    let options = connect_options(url)?;
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))

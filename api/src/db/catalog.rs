@@ -75,7 +75,22 @@ pub async fn create_concert(
             .execute(&mut *tx)
             .await?;
     }
-    tx.commit().await
+    tx.commit().await?;
+    refresh_statistics(pool).await;
+    Ok(())
+}
+
+/// Takes fresh planner statistics of the catalog after a bulk write. Autovacuum may be off or late, and a
+/// concert can add a hundred thousand seats at once; the workers' plans are made per execution (see
+/// `concert_core::db::SESSION_SETTINGS`), so they pick the statistics up at once. A failure only costs
+/// estimates, never the concert: it is logged, not returned.
+async fn refresh_statistics(pool: &PgPool) {
+    if let Err(err) = sqlx::query("ANALYZE concert_dates, seats")
+        .execute(pool)
+        .await
+    {
+        tracing::warn!(error = %err, "could not analyze the catalog after creating a concert");
+    }
 }
 
 #[derive(sqlx::FromRow)]

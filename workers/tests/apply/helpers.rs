@@ -33,7 +33,11 @@ impl TestDb {
             .await
             .expect("create database");
         conn.close().await.ok();
-        let options = admin.clone().database(&name);
+        // The settings the services connect with, so plans here are the plans in production.
+        let options = admin
+            .clone()
+            .database(&name)
+            .options(concert_core::db::SESSION_SETTINGS);
         let url = options.to_url_lossy().to_string();
         let pool = PgPoolOptions::new()
             .max_connections(8)
@@ -47,6 +51,14 @@ impl TestDb {
             admin,
             name,
         }
+    }
+
+    /// Connect options for this database, with the services' session settings.
+    pub fn options(&self) -> PgConnectOptions {
+        self.admin
+            .clone()
+            .database(&self.name)
+            .options(concert_core::db::SESSION_SETTINGS)
     }
 
     pub fn ctx(&self) -> ApplyContext {

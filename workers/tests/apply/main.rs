@@ -6,4 +6,5 @@ mod helpers;
 mod holds;
 mod joins;
 mod payments;
+mod plans;
 mod redelivery;
