@@ -8,14 +8,14 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
-use concert_core::commands::HoldResult;
+use concert_core::commands::{Command, CommandEnvelope, HoldResult};
 use concert_core::seats::{seat_status, SeatStatus};
 use concert_core::ErrorCode;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::decision::{Decision, Refusal};
-use crate::store::seats::{self, NewHold, SeatForHold};
+use crate::store::seats::{self, DateFacts, NewHold, SeatForHold};
 
 /// What a HOLD asks for.
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +24,28 @@ pub(crate) struct HoldRequest {
     pub concert_id: Uuid,
     pub date_id: Uuid,
     pub seat_no: i32,
+    /// The user's place in line, whose active window caps the hold.
+    pub queue_seq: i64,
+}
+
+impl HoldRequest {
+    pub(crate) fn from_envelope(envelope: &CommandEnvelope) -> Option<Self> {
+        match envelope.command {
+            Command::Hold {
+                concert_id,
+                date_id,
+                seat_no,
+                queue_seq,
+            } => Some(Self {
+                user_id: envelope.user_id,
+                concert_id,
+                date_id,
+                seat_no,
+                queue_seq,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// What the database says about the seats and users of a run, read (and the seats locked) up front.
@@ -33,8 +55,10 @@ pub(crate) struct RunFacts {
     pub hold_seconds: HashMap<Uuid, i32>,
     /// Live holds per (user, date).
     pub live_holds: HashMap<(Uuid, Uuid), i64>,
-    /// Concert of each existing date.
-    pub date_concerts: HashMap<Uuid, Uuid>,
+    /// Concert and start of each existing date.
+    pub dates: HashMap<Uuid, DateFacts>,
+    /// End of the active window of each admitted place (concert, seq) of the run.
+    pub windows: HashMap<(Uuid, i64), DateTime<Utc>>,
     /// Existing seats, by (date, seat).
     pub seats: HashMap<(Uuid, i32), SeatForHold>,
 }
@@ -52,10 +76,15 @@ pub(crate) async fn hold_run(
     let pairs: Vec<(Uuid, Uuid)> = requests.iter().map(|r| (r.user_id, r.date_id)).collect();
     let dates: Vec<Uuid> = requests.iter().map(|r| r.date_id).collect();
     let wanted: Vec<(Uuid, i32)> = requests.iter().map(|r| (r.date_id, r.seat_no)).collect();
+    let places: Vec<(Uuid, i64)> = requests
+        .iter()
+        .map(|r| (r.concert_id, r.queue_seq))
+        .collect();
     let mut facts = RunFacts {
         hold_seconds: seats::hold_seconds(conn, &concerts).await?,
         live_holds: seats::live_hold_counts(conn, &pairs).await?,
-        date_concerts: seats::date_concerts(conn, &dates).await?,
+        dates: seats::dates(conn, &dates).await?,
+        windows: seats::active_windows(conn, &places).await?,
         seats: seats::lock_seats(conn, &wanted).await?,
     };
     let (decisions, new_holds) = decide_holds(requests, &mut facts, max_holds_per_user, now);
@@ -101,17 +130,31 @@ fn decide_one(
             format!("concert {} was not found", r.concert_id),
         )
     })?;
+    let date = facts
+        .dates
+        .get(&r.date_id)
+        .filter(|d| d.concert_id == r.concert_id)
+        .ok_or_else(|| {
+            Refusal::new(
+                ErrorCode::DateNotFound,
+                format!("date {} is not a date of this concert", r.date_id),
+            )
+        })?;
+    check_date_open(date, now)?;
+    // The api admits only ACTIVE places; this is the database's word on the window, checked where the
+    // time is used. A hold never outlives the session it was taken in.
+    let window_end = facts.windows.get(&(r.concert_id, r.queue_seq)).copied();
+    if window_end.is_some_and(|until| until <= now) {
+        return Err(Refusal::new(
+            ErrorCode::QueueTokenExpired,
+            "the queue token's active window has ended",
+        ));
+    }
     let live = facts.live_holds.entry((r.user_id, r.date_id)).or_insert(0);
     if *live >= max_holds_per_user {
         return Err(Refusal::new(
             ErrorCode::HoldLimitReached,
             format!("at most {max_holds_per_user} seats may be held at once on one date"),
-        ));
-    }
-    if facts.date_concerts.get(&r.date_id) != Some(&r.concert_id) {
-        return Err(Refusal::new(
-            ErrorCode::DateNotFound,
-            format!("date {} is not a date of this concert", r.date_id),
         ));
     }
     let seat = facts
@@ -129,7 +172,8 @@ fn decide_one(
             format!("seat {} is held or sold", r.seat_no),
         ));
     }
-    let expires_at = now + Duration::seconds(i64::from(hold_seconds));
+    let full_length = now + Duration::seconds(i64::from(hold_seconds));
+    let expires_at = window_end.map_or(full_length, |until| until.min(full_length));
     seat.hold_expires_at = Some(expires_at);
     *live += 1;
     Ok(NewHold {
@@ -141,6 +185,17 @@ fn decide_one(
         price: seat.price,
         expires_at,
     })
+}
+
+/// A date that has started takes no more holds or payments.
+pub(crate) fn check_date_open(date: &DateFacts, now: DateTime<Utc>) -> Result<(), Refusal> {
+    if now >= date.starts_at {
+        return Err(Refusal::new(
+            ErrorCode::DateClosed,
+            format!("the date started at {}", date.starts_at.to_rfc3339()),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -161,7 +216,13 @@ mod tests {
         let (concert, date) = (Uuid::new_v4(), Uuid::new_v4());
         let mut facts = RunFacts::default();
         facts.hold_seconds.insert(concert, 300);
-        facts.date_concerts.insert(date, concert);
+        facts.dates.insert(
+            date,
+            DateFacts {
+                concert_id: concert,
+                starts_at: t(86_400),
+            },
+        );
         for &(seat_no, sold, held_until) in seats {
             let seat = SeatForHold {
                 date_id: date,
@@ -185,6 +246,7 @@ mod tests {
             concert_id: f.concert,
             date_id: f.date,
             seat_no,
+            queue_seq: 1,
         }
     }
 
@@ -267,5 +329,34 @@ mod tests {
             ]
         );
         assert!(holds.is_empty());
+    }
+
+    #[test]
+    fn a_started_date_is_closed() {
+        let mut f = fixture(&[(1, false, None)]);
+        let u = Uuid::new_v4();
+        let asks = [ask(&f, u, 1)];
+        let (decisions, holds) = decide_holds(&asks, &mut f.facts, 4, t(86_400));
+        assert_eq!(codes(&decisions), vec![Some(ErrorCode::DateClosed)]);
+        assert!(holds.is_empty());
+    }
+
+    #[test]
+    fn a_hold_ends_no_later_than_its_active_window_and_none_after_it() {
+        let mut f = fixture(&[(1, false, None), (2, false, None)]);
+        let u = Uuid::new_v4();
+        f.facts.windows.insert((f.concert, 1), t(120));
+        let asks = [ask(&f, u, 1)];
+        let (decisions, holds) = decide_holds(&asks, &mut f.facts, 4, t(0));
+        assert_eq!(codes(&decisions), vec![None]);
+        assert_eq!(
+            holds[0].expires_at,
+            t(120),
+            "capped at active_until, not t(300)"
+        );
+
+        let asks = [ask(&f, u, 2)];
+        let (decisions, _) = decide_holds(&asks, &mut f.facts, 4, t(120));
+        assert_eq!(codes(&decisions), vec![Some(ErrorCode::QueueTokenExpired)]);
     }
 }

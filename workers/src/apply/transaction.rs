@@ -5,16 +5,16 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use concert_core::commands::{Command, Outcome, Reply};
+use concert_core::commands::{CommandEnvelope, CommandKind, Outcome, Reply};
 use sqlx::PgConnection;
 use tracing::instrument;
 use uuid::Uuid;
 
-use super::decision::{self, outcome};
+use super::decision::{self, outcome, Decision};
 use super::hold::{hold_run, HoldRequest};
-use super::join::join;
-use super::pay::{pay, PayRequest};
-use super::release::release;
+use super::join::{join_run, JoinRequest};
+use super::pay::{pay_run, PayRequest};
+use super::release::{release_run, ReleaseRequest};
 use super::{ApplyContext, LogCommand};
 use crate::store::{self, requests};
 
@@ -50,36 +50,30 @@ pub(crate) async fn apply_in_transaction(
         if !is_new(first) {
             decided.push(replayed(&mut stored, first)?);
             rest = &rest[1..];
-        } else if matches!(first.envelope.command, Command::Hold { .. }) {
-            // The run of holds starting here, decided together. Replays inside it change nothing, so they
-            // do not end it.
-            let run_len = rest
-                .iter()
-                .take_while(|c| !is_new(c) || matches!(c.envelope.command, Command::Hold { .. }))
-                .count();
-            let (run, after) = rest.split_at(run_len);
-            let holds: Vec<&LogCommand> = run.iter().copied().filter(|c| is_new(c)).collect();
-            let mut outcomes = apply_holds(conn, ctx, now, &holds).await?.into_iter();
-            for command in run {
-                decided.push(if is_new(command) {
-                    let outcome = outcomes.next().context("a hold without its outcome")?;
-                    Decided {
-                        reply: decision::reply(&command.envelope, outcome),
-                        fresh: true,
-                    }
-                } else {
-                    replayed(&mut stored, command)?
-                });
-            }
-            rest = after;
-        } else {
-            let outcome = apply_command(conn, ctx, now, first).await?;
-            decided.push(Decided {
-                reply: decision::reply(&first.envelope, outcome),
-                fresh: true,
-            });
-            rest = &rest[1..];
+            continue;
         }
+        // The run of commands of this kind starting here, decided together. Replays inside it change
+        // nothing, so they do not end it.
+        let kind = first.envelope.command.kind();
+        let run_len = rest
+            .iter()
+            .take_while(|c| !is_new(c) || c.envelope.command.kind() == kind)
+            .count();
+        let (run, after) = rest.split_at(run_len);
+        let fresh: Vec<&LogCommand> = run.iter().copied().filter(|c| is_new(c)).collect();
+        let mut outcomes = apply_run(conn, ctx, now, kind, &fresh).await?.into_iter();
+        for command in run {
+            decided.push(if is_new(command) {
+                let outcome = outcomes.next().context("a command without its outcome")?;
+                Decided {
+                    reply: decision::reply(&command.envelope, outcome),
+                    fresh: true,
+                }
+            } else {
+                replayed(&mut stored, command)?
+            });
+        }
+        rest = after;
     }
 
     let outcomes: Vec<(Uuid, &Outcome)> = decided
@@ -121,88 +115,68 @@ fn replayed(stored: &mut HashMap<Uuid, Reply>, command: &LogCommand) -> anyhow::
     })
 }
 
-/// Decides a run of HOLD commands together (see `hold::hold_run`), one outcome per command.
-async fn apply_holds(
+/// Decides a run of commands of one kind together, in log order: one outcome per command. Refusals are
+/// outcomes; an `Err` is a failed statement or a broken invariant.
+#[instrument(skip_all, fields(kind = kind.as_str(), size = commands.len()))]
+async fn apply_run(
     conn: &mut PgConnection,
     ctx: &ApplyContext,
     now: DateTime<Utc>,
+    kind: CommandKind,
     commands: &[&LogCommand],
 ) -> anyhow::Result<Vec<Outcome>> {
-    let requests: Vec<HoldRequest> = commands
+    let envelopes: Vec<&CommandEnvelope> = commands.iter().map(|c| &c.envelope).collect();
+    let decisions: Vec<anyhow::Result<Outcome>> = match kind {
+        CommandKind::Join => {
+            let asks = requests_of(&envelopes, JoinRequest::from_envelope)?;
+            let decided = join_run(conn, now, &asks).await.context("joining")?;
+            outcomes(&envelopes, decided)
+        }
+        CommandKind::Hold => {
+            let asks = requests_of(&envelopes, HoldRequest::from_envelope)?;
+            let decided = hold_run(conn, now, ctx.max_holds_per_user, &asks)
+                .await
+                .context("holding")?;
+            outcomes(&envelopes, decided)
+        }
+        CommandKind::Release => {
+            let asks = requests_of(&envelopes, ReleaseRequest::from_envelope)?;
+            let decided = release_run(conn, now, &asks).await.context("releasing")?;
+            outcomes(&envelopes, decided)
+        }
+        CommandKind::Pay => {
+            let asks = requests_of(&envelopes, PayRequest::from_envelope)?;
+            let decided = pay_run(conn, now, &asks).await.context("paying")?;
+            outcomes(&envelopes, decided)
+        }
+    };
+    decisions.into_iter().collect()
+}
+
+/// The typed request of each command of a run; a command of another kind in it is a bug.
+fn requests_of<T>(
+    envelopes: &[&CommandEnvelope],
+    parse: fn(&CommandEnvelope) -> Option<T>,
+) -> anyhow::Result<Vec<T>> {
+    envelopes
         .iter()
-        .map(|c| match c.envelope.command {
-            Command::Hold {
-                concert_id,
-                date_id,
-                seat_no,
-                queue_seq: _,
-            } => Ok(HoldRequest {
-                user_id: c.envelope.user_id,
-                concert_id,
-                date_id,
-                seat_no,
-            }),
-            _ => Err(anyhow::anyhow!("not a hold: {}", c.envelope.request_id)),
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let decisions = hold_run(conn, now, ctx.max_holds_per_user, &requests)
-        .await
-        .context("holding")?;
-    commands
-        .iter()
-        .zip(decisions)
-        .map(|(c, d)| outcome(&c.envelope, d))
+        .map(|e| parse(e).with_context(|| format!("{} does not belong in this run", e.request_id)))
         .collect()
 }
 
-/// Decides one command. Refusals are outcomes; an `Err` is a failed statement or a broken invariant.
-#[instrument(skip_all, fields(partition = command.partition, offset = command.offset,
-    request_id = %command.envelope.request_id, kind = command.envelope.command.kind().as_str()))]
-async fn apply_command(
-    conn: &mut PgConnection,
-    ctx: &ApplyContext,
-    now: DateTime<Utc>,
-    command: &LogCommand,
-) -> anyhow::Result<Outcome> {
-    let env = &command.envelope;
-    let user_id = env.user_id;
-    let outcome = match env.command {
-        Command::Join { concert_id } => outcome(
-            env,
-            join(conn, user_id, concert_id).await.context("joining")?,
-        )?,
-        Command::Hold { .. } => apply_holds(conn, ctx, now, &[command])
-            .await?
-            .pop()
-            .context("a hold without its outcome")?,
-        Command::Release {
-            concert_id: _,
-            date_id,
-            hold_id,
-        } => outcome(
-            env,
-            release(conn, now, user_id, date_id, hold_id)
-                .await
-                .context("releasing")?,
-        )?,
-        Command::Pay {
-            concert_id: _,
-            date_id,
-            hold_id,
-            queue_seq,
-        } => {
-            let request = PayRequest {
-                user_id,
-                date_id,
-                hold_id,
-                queue_seq,
-            };
-            outcome(env, pay(conn, now, request).await.context("paying")?)?
-        }
-    };
-    match &outcome {
-        Outcome::Succeeded { .. } => tracing::debug!("succeeded"),
-        Outcome::Failed { error } => tracing::debug!(code = %error.code.as_str(), "refused"),
-    }
-    Ok(outcome)
+fn outcomes<T: serde::Serialize>(
+    envelopes: &[&CommandEnvelope],
+    decisions: Vec<Decision<T>>,
+) -> Vec<anyhow::Result<Outcome>> {
+    envelopes
+        .iter()
+        .zip(decisions)
+        .map(|(e, d)| {
+            let outcome = outcome(e, d);
+            if let Ok(Outcome::Failed { error }) = &outcome {
+                tracing::debug!(request_id = %e.request_id, code = %error.code.as_str(), "refused");
+            }
+            outcome
+        })
+        .collect()
 }

@@ -3,6 +3,8 @@
 //! The `waiting_rooms` row is the lock that serialises a concert's joins and admission steps, whichever
 //! process runs them: every writer here locks it first.
 
+use std::collections::HashMap;
+
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use concert_core::admission::Policy;
@@ -16,86 +18,150 @@ pub(crate) struct Place {
     pub joined_at: DateTime<Utc>,
 }
 
-/// Locks the concert's waiting room and returns its admission frontier (`admitted_upto`), or `None` when
-/// the concert has no waiting room.
-pub(crate) async fn lock_room_frontier(
-    conn: &mut PgConnection,
-    concert_id: Uuid,
-) -> anyhow::Result<Option<i64>> {
-    sqlx::query_scalar("SELECT admitted_upto FROM waiting_rooms WHERE concert_id = $1 FOR UPDATE")
-        .bind(concert_id)
-        .fetch_optional(conn)
-        .await
-        .context("locking the waiting room")
+/// A place handed out by a run of joins, to be written.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NewPlace {
+    pub concert_id: Uuid,
+    pub seq: i64,
+    pub user_id: Uuid,
 }
 
-/// The user's live place, if any: not completed, and either still waiting or inside an admission step
-/// whose window is open. Run with the room locked, so the frontier cannot move underneath.
-pub(crate) async fn live_place(
+/// Locks these concerts' waiting rooms, in concert order so two transactions cannot deadlock, and returns
+/// each room's last handed-out seq. Concerts without a waiting room are absent.
+pub(crate) async fn lock_rooms(
     conn: &mut PgConnection,
+    concert_ids: &[Uuid],
+) -> anyhow::Result<HashMap<Uuid, i64>> {
+    let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+        "SELECT concert_id, last_seq FROM waiting_rooms
+         WHERE concert_id = ANY($1)
+         ORDER BY concert_id
+         FOR UPDATE",
+    )
+    .bind(concert_ids)
+    .fetch_all(conn)
+    .await
+    .context("locking waiting rooms")?;
+    Ok(rows.into_iter().collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct LivePlaceRow {
     concert_id: Uuid,
     user_id: Uuid,
-    admitted_upto: i64,
-) -> anyhow::Result<Option<Place>> {
-    sqlx::query_as(
-        "SELECT q.seq, q.joined_at
-         FROM queue_entries q
-         WHERE q.concert_id = $1 AND q.user_id = $2 AND q.completed_at IS NULL
-           AND (q.seq > $3 OR EXISTS (
-                 SELECT 1 FROM admissions a
-                 WHERE a.concert_id = q.concert_id AND q.seq BETWEEN a.from_seq AND a.upto_seq
-                   AND a.active_until > now()))
-         ORDER BY q.seq DESC
-         LIMIT 1",
-    )
-    .bind(concert_id)
-    .bind(user_id)
-    .bind(admitted_upto)
-    .fetch_optional(conn)
-    .await
-    .context("looking for a live place")
-}
-
-/// Appends the user at the back of the line: the next seq, dense and in log order.
-pub(crate) async fn append_place(
-    conn: &mut PgConnection,
-    concert_id: Uuid,
-    user_id: Uuid,
-) -> anyhow::Result<Place> {
-    sqlx::query_as(
-        "WITH room AS (
-             UPDATE waiting_rooms SET last_seq = last_seq + 1, updated_at = now()
-             WHERE concert_id = $1
-             RETURNING last_seq)
-         INSERT INTO queue_entries (concert_id, seq, user_id, joined_at)
-         SELECT $1, last_seq, $2, now() FROM room
-         RETURNING seq, joined_at",
-    )
-    .bind(concert_id)
-    .bind(user_id)
-    .fetch_one(conn)
-    .await
-    .context("appending a place in line")
-}
-
-/// Ends the user's session after a payment. Zero rows is fine: the place may already be completed by an
-/// earlier payment in the same session.
-pub(crate) async fn complete_place(
-    conn: &mut PgConnection,
-    concert_id: Uuid,
     seq: i64,
-    user_id: Uuid,
-) -> anyhow::Result<()> {
-    sqlx::query(
-        "UPDATE queue_entries SET completed_at = now()
-         WHERE concert_id = $1 AND seq = $2 AND user_id = $3 AND completed_at IS NULL",
+    joined_at: DateTime<Utc>,
+}
+
+/// The live place of each of these (concert, user) pairs that has one: not completed, and either still
+/// waiting or inside an admission step whose window is open. Run with the rooms locked, so no frontier
+/// moves underneath.
+pub(crate) async fn live_places(
+    conn: &mut PgConnection,
+    pairs: &[(Uuid, Uuid)],
+) -> anyhow::Result<HashMap<(Uuid, Uuid), Place>> {
+    let (concerts, users): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
+    let rows: Vec<LivePlaceRow> = sqlx::query_as(
+        "SELECT DISTINCT ON (q.concert_id, q.user_id) q.concert_id, q.user_id, q.seq, q.joined_at
+         FROM (SELECT DISTINCT * FROM UNNEST($1::uuid[], $2::uuid[])) AS w(concert_id, user_id)
+         JOIN waiting_rooms r ON r.concert_id = w.concert_id
+         JOIN queue_entries q ON q.concert_id = w.concert_id AND q.user_id = w.user_id
+         WHERE q.completed_at IS NULL
+           AND (q.seq > r.admitted_upto OR EXISTS (
+                 SELECT 1 FROM admissions a
+                 WHERE a.concert_id = q.concert_id AND a.upto_seq >= q.seq AND a.from_seq <= q.seq
+                   AND a.active_until > now()))
+         ORDER BY q.concert_id, q.user_id, q.seq DESC",
     )
-    .bind(concert_id)
-    .bind(seq)
-    .bind(user_id)
+    .bind(&concerts)
+    .bind(&users)
+    .fetch_all(conn)
+    .await
+    .context("looking for live places")?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let place = Place {
+                seq: r.seq,
+                joined_at: r.joined_at,
+            };
+            ((r.concert_id, r.user_id), place)
+        })
+        .collect())
+}
+
+/// Writes the places a run of joins handed out and moves each room's `last_seq` to `last_seq[concert]`,
+/// two statements for the lot. The rooms are locked by [`lock_rooms`]; the seq primary key and the
+/// `admitted_within_joined` check guard the result.
+pub(crate) async fn append_places(
+    conn: &mut PgConnection,
+    places: &[NewPlace],
+    last_seq: &HashMap<Uuid, i64>,
+) -> anyhow::Result<()> {
+    if places.is_empty() {
+        return Ok(());
+    }
+    let concerts: Vec<Uuid> = places.iter().map(|p| p.concert_id).collect();
+    let seqs: Vec<i64> = places.iter().map(|p| p.seq).collect();
+    let users: Vec<Uuid> = places.iter().map(|p| p.user_id).collect();
+    sqlx::query(
+        "INSERT INTO queue_entries (concert_id, seq, user_id, joined_at)
+         SELECT w.concert_id, w.seq, w.user_id, now()
+         FROM UNNEST($1::uuid[], $2::bigint[], $3::uuid[]) AS w(concert_id, seq, user_id)",
+    )
+    .bind(&concerts)
+    .bind(&seqs)
+    .bind(&users)
+    .execute(&mut *conn)
+    .await
+    .context("appending places in line")?;
+    let mut rooms: Vec<Uuid> = concerts;
+    rooms.sort_unstable();
+    rooms.dedup();
+    let lasts: Vec<i64> = rooms.iter().map(|c| last_seq[c]).collect();
+    let moved = sqlx::query(
+        "UPDATE waiting_rooms r SET last_seq = w.last_seq, updated_at = now()
+         FROM UNNEST($1::uuid[], $2::bigint[]) AS w(concert_id, last_seq)
+         WHERE r.concert_id = w.concert_id AND r.last_seq < w.last_seq",
+    )
+    .bind(&rooms)
+    .bind(&lasts)
     .execute(conn)
     .await
-    .context("completing the place in line")?;
+    .context("moving the rooms' last seq")?
+    .rows_affected();
+    anyhow::ensure!(
+        moved == rooms.len() as u64,
+        "{moved} of {} locked rooms took their new places",
+        rooms.len()
+    );
+    Ok(())
+}
+
+/// Ends the sessions these payments completed, in one statement. A place already completed (an earlier
+/// payment in the same session) is left as it is.
+pub(crate) async fn complete_places(
+    conn: &mut PgConnection,
+    places: &[(Uuid, i64, Uuid)],
+) -> anyhow::Result<()> {
+    if places.is_empty() {
+        return Ok(());
+    }
+    let concerts: Vec<Uuid> = places.iter().map(|p| p.0).collect();
+    let seqs: Vec<i64> = places.iter().map(|p| p.1).collect();
+    let users: Vec<Uuid> = places.iter().map(|p| p.2).collect();
+    sqlx::query(
+        "UPDATE queue_entries q SET completed_at = now()
+         FROM UNNEST($1::uuid[], $2::bigint[], $3::uuid[]) AS w(concert_id, seq, user_id)
+         WHERE q.concert_id = w.concert_id AND q.seq = w.seq AND q.user_id = w.user_id
+           AND q.completed_at IS NULL",
+    )
+    .bind(&concerts)
+    .bind(&seqs)
+    .bind(&users)
+    .execute(conn)
+    .await
+    .context("completing places in line")?;
     Ok(())
 }
 

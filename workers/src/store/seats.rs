@@ -49,18 +49,64 @@ pub(crate) async fn live_hold_counts(
     Ok(rows.into_iter().map(|(u, d, n)| ((u, d), n)).collect())
 }
 
-/// The concert each of these dates belongs to (dates that do not exist are absent).
-pub(crate) async fn date_concerts(
+/// A concert date as a run of commands sees it.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub(crate) struct DateFacts {
+    pub concert_id: Uuid,
+    pub starts_at: DateTime<Utc>,
+}
+
+/// The concert and start of each of these dates (dates that do not exist are absent).
+pub(crate) async fn dates(
     conn: &mut PgConnection,
     date_ids: &[Uuid],
-) -> anyhow::Result<HashMap<Uuid, Uuid>> {
-    let rows: Vec<(Uuid, Uuid)> =
-        sqlx::query_as("SELECT date_id, concert_id FROM concert_dates WHERE date_id = ANY($1)")
-            .bind(date_ids)
-            .fetch_all(conn)
-            .await
-            .context("reading dates")?;
-    Ok(rows.into_iter().collect())
+) -> anyhow::Result<HashMap<Uuid, DateFacts>> {
+    let rows: Vec<(Uuid, Uuid, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT date_id, concert_id, starts_at FROM concert_dates WHERE date_id = ANY($1)",
+    )
+    .bind(date_ids)
+    .fetch_all(conn)
+    .await
+    .context("reading dates")?;
+    Ok(rows
+        .into_iter()
+        .map(|(date_id, concert_id, starts_at)| {
+            (
+                date_id,
+                DateFacts {
+                    concert_id,
+                    starts_at,
+                },
+            )
+        })
+        .collect())
+}
+
+/// The end of the active window (`active_until`) of each of these places in line (concert, seq) that has
+/// been admitted; places not admitted are absent.
+pub(crate) async fn active_windows(
+    conn: &mut PgConnection,
+    places: &[(Uuid, i64)],
+) -> anyhow::Result<HashMap<(Uuid, i64), DateTime<Utc>>> {
+    let (concerts, seqs): (Vec<Uuid>, Vec<i64>) = places.iter().copied().unzip();
+    let rows: Vec<(Uuid, i64, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT w.concert_id, w.seq, a.active_until
+         FROM (SELECT DISTINCT * FROM UNNEST($1::uuid[], $2::bigint[])) AS w(concert_id, seq)
+         JOIN LATERAL (
+             SELECT active_until FROM admissions a
+             WHERE a.concert_id = w.concert_id AND a.upto_seq >= w.seq AND a.from_seq <= w.seq
+             ORDER BY a.upto_seq
+             LIMIT 1) a ON true",
+    )
+    .bind(&concerts)
+    .bind(&seqs)
+    .fetch_all(conn)
+    .await
+    .context("reading active windows")?;
+    Ok(rows
+        .into_iter()
+        .map(|(concert, seq, until)| ((concert, seq), until))
+        .collect())
 }
 
 /// A seat as a run of holds sees it, locked.
@@ -184,6 +230,7 @@ pub(crate) struct LockedHold {
 
 #[derive(sqlx::FromRow)]
 struct HoldRow {
+    hold_id: Uuid,
     user_id: Uuid,
     concert_id: Uuid,
     date_id: Uuid,
@@ -193,72 +240,93 @@ struct HoldRow {
     expires_at: DateTime<Utc>,
 }
 
-/// Locks the hold row (`FOR UPDATE`) so the decision taken on it holds until commit.
-pub(crate) async fn lock_hold(
+/// Locks these hold rows (`FOR UPDATE`, in id order so two transactions cannot deadlock), so decisions
+/// taken on them hold until commit. Holds that do not exist are absent.
+pub(crate) async fn lock_holds(
     conn: &mut PgConnection,
-    hold_id: Uuid,
-) -> anyhow::Result<Option<LockedHold>> {
-    let row: Option<HoldRow> = sqlx::query_as(
-        "SELECT user_id, concert_id, date_id, seat_no, price, state, expires_at
-         FROM holds WHERE hold_id = $1 FOR UPDATE",
+    hold_ids: &[Uuid],
+) -> anyhow::Result<HashMap<Uuid, LockedHold>> {
+    let rows: Vec<HoldRow> = sqlx::query_as(
+        "SELECT hold_id, user_id, concert_id, date_id, seat_no, price, state, expires_at
+         FROM holds WHERE hold_id = ANY($1)
+         ORDER BY hold_id
+         FOR UPDATE",
     )
-    .bind(hold_id)
-    .fetch_optional(conn)
+    .bind(hold_ids)
+    .fetch_all(conn)
     .await
-    .context("locking the hold")?;
-    row.map(|r| {
-        let state = HoldState::parse(&r.state)
-            .with_context(|| format!("hold {hold_id} has unknown state {:?}", r.state))?;
-        Ok(LockedHold {
-            facts: HoldFacts {
-                owner: r.user_id,
-                state,
-                expires_at: r.expires_at,
-            },
-            concert_id: r.concert_id,
-            date_id: r.date_id,
-            seat_no: r.seat_no,
-            price: r.price,
+    .context("locking holds")?;
+    rows.into_iter()
+        .map(|r| {
+            let state = HoldState::parse(&r.state)
+                .with_context(|| format!("hold {} has unknown state {:?}", r.hold_id, r.state))?;
+            let hold = LockedHold {
+                facts: HoldFacts {
+                    owner: r.user_id,
+                    state,
+                    expires_at: r.expires_at,
+                },
+                concert_id: r.concert_id,
+                date_id: r.date_id,
+                seat_no: r.seat_no,
+                price: r.price,
+            };
+            Ok((r.hold_id, hold))
         })
-    })
-    .transpose()
+        .collect()
 }
 
-/// Ends a live hold (RELEASED or PAID). Returns whether it was still HELD.
-pub(crate) async fn end_hold(
+/// Ends these live holds (RELEASED or PAID) in one statement. Every one of them must still be HELD: the
+/// caller decided on locked rows, so fewer rows is a broken invariant and rolls the batch back.
+pub(crate) async fn end_holds(
     conn: &mut PgConnection,
-    hold_id: Uuid,
+    hold_ids: &[Uuid],
     state: HoldState,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<()> {
+    if hold_ids.is_empty() {
+        return Ok(());
+    }
     let ended = sqlx::query(
-        "UPDATE holds SET state = $2, ended_at = now() WHERE hold_id = $1 AND state = 'HELD'",
+        "UPDATE holds SET state = $2, ended_at = now() WHERE hold_id = ANY($1) AND state = 'HELD'",
     )
-    .bind(hold_id)
+    .bind(hold_ids)
     .bind(state.as_str())
     .execute(conn)
     .await
-    .context("ending the hold")?;
-    Ok(ended.rows_affected() == 1)
+    .context("ending holds")?
+    .rows_affected();
+    anyhow::ensure!(
+        ended == hold_ids.len() as u64,
+        "{ended} of {} holds live when locked could be ended",
+        hold_ids.len()
+    );
+    Ok(())
 }
 
-/// Frees the seat, but only while it still names this hold (a later hold may have taken it since).
-pub(crate) async fn clear_seat_hold(
+/// Frees these seats, each only while it still names the given hold (a later hold may have taken it
+/// since), in one statement.
+pub(crate) async fn clear_seat_holds(
     conn: &mut PgConnection,
-    date_id: Uuid,
-    seat_no: i32,
-    hold_id: Uuid,
-) -> anyhow::Result<bool> {
-    let cleared = sqlx::query(
-        "UPDATE seats SET hold_id = NULL, held_by = NULL, hold_expires_at = NULL
-         WHERE date_id = $1 AND seat_no = $2 AND hold_id = $3",
+    seats: &[(Uuid, i32, Uuid)],
+) -> anyhow::Result<()> {
+    if seats.is_empty() {
+        return Ok(());
+    }
+    let dates: Vec<Uuid> = seats.iter().map(|s| s.0).collect();
+    let numbers: Vec<i32> = seats.iter().map(|s| s.1).collect();
+    let holds: Vec<Uuid> = seats.iter().map(|s| s.2).collect();
+    sqlx::query(
+        "UPDATE seats s SET hold_id = NULL, held_by = NULL, hold_expires_at = NULL
+         FROM UNNEST($1::uuid[], $2::int[], $3::uuid[]) AS t(date_id, seat_no, hold_id)
+         WHERE s.date_id = t.date_id AND s.seat_no = t.seat_no AND s.hold_id = t.hold_id",
     )
-    .bind(date_id)
-    .bind(seat_no)
-    .bind(hold_id)
+    .bind(&dates)
+    .bind(&numbers)
+    .bind(&holds)
     .execute(conn)
     .await
-    .context("clearing the seat's hold")?;
-    Ok(cleared.rows_affected() == 1)
+    .context("clearing the seats' holds")?;
+    Ok(())
 }
 
 /// Marks up to `limit` lapsed holds EXPIRED and frees the seats that still name them. Holds locked by a

@@ -178,3 +178,114 @@ async fn a_broken_command_fails_alone_and_the_rest_of_the_batch_goes_through() {
     assert_eq!(again[0], replies[1]);
     db.drop_database().await;
 }
+
+#[tokio::test]
+async fn a_run_of_payments_draws_on_the_balance_in_log_order() {
+    let db = TestDb::new().await;
+    let show = db.concert(10, 100).await;
+    let user = db.user(2 * PRICE + 10).await;
+    let ctx = db.ctx();
+    let mut log = Log::default();
+    let replies = apply_batch(
+        &ctx,
+        &[
+            log.at(user, join(show)),
+            log.at(user, hold(show, 1)),
+            log.at(user, hold(show, 2)),
+            log.at(user, hold(show, 3)),
+        ],
+    )
+    .await
+    .unwrap();
+    let holds: Vec<_> = replies[1..]
+        .iter()
+        .map(|r| uuid_of(result(r), "hold_id"))
+        .collect();
+
+    let replies = apply_batch(
+        &ctx,
+        &[
+            log.at(user, pay(show, holds[0], 1)),
+            log.at(user, pay(show, holds[1], 1)),
+            log.at(user, pay(show, holds[2], 1)),
+        ],
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(result(&replies[0])["seat_no"], 1);
+    assert_eq!(result(&replies[1])["seat_no"], 2);
+    assert_eq!(code(&replies[2]), ErrorCode::InsufficientBalance);
+    assert_eq!(db.balance(user).await, 10);
+    assert_eq!(db.hold_state(holds[2]).await, "HELD");
+    let after: Vec<i64> =
+        sqlx::query_scalar("SELECT balance_after FROM balance_ledger ORDER BY entry_id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(after, [PRICE + 10, 10], "ledger entries in payment order");
+    assert_eq!(db.count("outbox").await, 2);
+    assert_eq!(db.count("reservations").await, 2);
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_mixed_batch_is_decided_as_if_applied_one_by_one() {
+    let db = TestDb::new().await;
+    let show = db.concert(10, 100).await;
+    let (a, b, c) = (db.user(PRICE).await, db.user(PRICE).await, db.user(0).await);
+    let ctx = db.ctx();
+    let mut log = Log::default();
+    let replies = apply_batch(
+        &ctx,
+        &[
+            log.at(a, join(show)),
+            log.at(a, hold(show, 1)),
+            log.at(a, hold(show, 2)),
+        ],
+    )
+    .await
+    .unwrap();
+    let (h1, h2) = (
+        uuid_of(result(&replies[1]), "hold_id"),
+        uuid_of(result(&replies[2]), "hold_id"),
+    );
+
+    let replies = apply_batch(
+        &ctx,
+        &[
+            log.at(b, hold(show, 1)),
+            log.at(a, release(show, h1)),
+            log.at(b, hold(show, 1)),
+            log.at(a, pay(show, h2, 1)),
+            log.at(c, join(show)),
+            log.at(a, release(show, h2)),
+            log.at(b, join(show)),
+            log.at(c, join(show)),
+        ],
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(code(&replies[0]), ErrorCode::SeatUnavailable);
+    assert_eq!(result(&replies[1])["seat_no"], 1);
+    let b_hold = uuid_of(result(&replies[2]), "hold_id");
+    assert_eq!(result(&replies[3])["amount"], PRICE);
+    let c_seq = result(&replies[4])["seq"].as_i64().unwrap();
+    assert_eq!(
+        code(&replies[5]),
+        ErrorCode::AlreadyPaid,
+        "a hold paid earlier in the batch"
+    );
+    let b_seq = result(&replies[6])["seq"].as_i64().unwrap();
+    assert_eq!((c_seq, b_seq), (2, 3), "places follow a's, in log order");
+    assert_eq!(result(&replies[7])["seq"], c_seq, "a live place is kept");
+    assert_eq!(
+        db.seat(show.date_id, 1).await,
+        (Some(b_hold), Some(b), None)
+    );
+    assert_eq!(db.hold_state(h1).await, "RELEASED");
+    assert_eq!(db.hold_state(h2).await, "PAID");
+    assert_eq!(db.balance(a).await, 0);
+    db.drop_database().await;
+}
