@@ -3,11 +3,17 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use concert_core::config::{env_or, env_parse, Settings};
+use concert_core::config::{env_or, env_parse, required_secret, Settings};
 use concert_core::kafka::DEFAULT_LINGER_MS;
 
-/// Everything the api needs to run; tests build it with [`ApiConfig::for_tests`].
-#[derive(Debug, Clone)]
+/// The development admin token, used only with `CONCERT_ENV=dev`.
+pub const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
+/// Shortest `ADMIN_TOKEN` accepted outside development.
+pub const MIN_ADMIN_TOKEN_BYTES: usize = 24;
+
+/// Everything the api needs to run; tests build it with [`ApiConfig::for_tests`]. `Debug` leaves the
+/// secrets out.
+#[derive(Clone)]
 pub struct ApiConfig {
     pub settings: Settings,
     /// `API_PORT`; 0 binds any free port.
@@ -22,19 +28,51 @@ pub struct ApiConfig {
     pub access_token_ttl: Duration,
     /// `KAFKA_LINGER_MS`, how long the command producer waits to fill a batch.
     pub kafka_linger_ms: u32,
+    /// `RATE_LIMIT_PER_USER`: command submissions (join, hold, release, pay) one user may make per second
+    /// on one instance, sustained; 0 turns the limit off.
+    pub rate_limit_per_user: u32,
+    /// `RATE_LIMIT_BURST`: how many submissions one user may make at once before the rate applies.
+    pub rate_limit_burst: u32,
+    /// `SIGNUPS_PER_IP_PER_MINUTE`: sign-ups one client address may make per minute on one instance; 0
+    /// turns the limit off.
+    pub signups_per_ip_per_minute: u32,
+    /// `TRUST_FORWARDED_FOR=1`: take the client address from `X-Forwarded-For` (set by a trusted proxy)
+    /// rather than from the connection.
+    pub trust_forwarded_for: bool,
 }
+
+impl std::fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("settings", &self.settings)
+            .field("port", &self.port)
+            .field("admin_token", &"<redacted>")
+            .field("max_charge", &self.max_charge)
+            .field("join_wait", &self.join_wait)
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("kafka_linger_ms", &self.kafka_linger_ms)
+            .field("rate_limit_per_user", &self.rate_limit_per_user)
+            .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("signups_per_ip_per_minute", &self.signups_per_ip_per_minute)
+            .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .finish()
+    }
+}
+
+pub const DEFAULT_RATE_LIMIT_PER_USER: u32 = 10;
+pub const DEFAULT_RATE_LIMIT_BURST: u32 = 20;
+pub const DEFAULT_SIGNUPS_PER_IP_PER_MINUTE: u32 = 60;
 
 /// The largest balance one user may hold, in won.
 pub const MAX_BALANCE: i64 = 1_000_000_000;
 
 impl ApiConfig {
     pub fn from_env() -> anyhow::Result<Self> {
-        let admin_token = env_or("ADMIN_TOKEN", "dev-admin-token");
-        if admin_token == "dev-admin-token" {
-            tracing::warn!("ADMIN_TOKEN is not set: using the development admin token");
-        }
+        // The signing secret is checked first, then the admin token: each failure names its variable.
+        let settings = Settings::from_env()?;
+        let admin_token = required_secret("ADMIN_TOKEN", MIN_ADMIN_TOKEN_BYTES, DEV_ADMIN_TOKEN)?;
         Ok(Self {
-            settings: Settings::from_env()?,
+            settings,
             port: env_parse("API_PORT", 8080).context("API_PORT")?,
             admin_token,
             max_charge: env_parse("MAX_CHARGE", 10_000_000).context("MAX_CHARGE")?,
@@ -47,19 +85,34 @@ impl ApiConfig {
             ),
             kafka_linger_ms: env_parse("KAFKA_LINGER_MS", DEFAULT_LINGER_MS)
                 .context("KAFKA_LINGER_MS")?,
+            rate_limit_per_user: env_parse("RATE_LIMIT_PER_USER", DEFAULT_RATE_LIMIT_PER_USER)
+                .context("RATE_LIMIT_PER_USER")?,
+            rate_limit_burst: env_parse("RATE_LIMIT_BURST", DEFAULT_RATE_LIMIT_BURST)
+                .context("RATE_LIMIT_BURST")?,
+            signups_per_ip_per_minute: env_parse(
+                "SIGNUPS_PER_IP_PER_MINUTE",
+                DEFAULT_SIGNUPS_PER_IP_PER_MINUTE,
+            )
+            .context("SIGNUPS_PER_IP_PER_MINUTE")?,
+            trust_forwarded_for: env_or("TRUST_FORWARDED_FOR", "0") == "1",
         })
     }
 
-    /// Port 0, a fixed admin token and production defaults for everything else.
+    /// Port 0, a fixed admin token and production defaults for everything else, except that sign-ups are
+    /// not limited: every test signs its users up from 127.0.0.1.
     pub fn for_tests(settings: Settings) -> Self {
         Self {
             settings,
             port: 0,
-            admin_token: "test-admin-token".into(),
+            admin_token: "test-admin-token-of-24-bytes-or-more".into(),
             max_charge: 10_000_000,
             join_wait: Duration::from_secs(10),
             access_token_ttl: Duration::from_secs(3600),
             kafka_linger_ms: DEFAULT_LINGER_MS,
+            rate_limit_per_user: DEFAULT_RATE_LIMIT_PER_USER,
+            rate_limit_burst: DEFAULT_RATE_LIMIT_BURST,
+            signups_per_ip_per_minute: 0,
+            trust_forwarded_for: false,
         }
     }
 }

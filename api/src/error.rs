@@ -16,6 +16,9 @@ pub enum ApiError {
     Broker(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+    /// Over a rate limit; `Retry-After` says when the next attempt can pass.
+    #[error("rate limited for {retry_after:?}")]
+    RateLimited { retry_after: std::time::Duration },
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -32,6 +35,10 @@ impl ApiError {
     fn into_problem(self) -> Problem {
         match self {
             Self::Problem(p) => *p,
+            Self::RateLimited { .. } => Problem::new(
+                ErrorCode::RateLimited,
+                "too many requests: wait for the Retry-After seconds, then try again",
+            ),
             Self::Database(err) if concert_core::db::is_transient(&err) => {
                 tracing::warn!(error = %err, "database unavailable");
                 Problem::new(
@@ -106,7 +113,18 @@ pub fn problem_response(problem: &Problem) -> Response {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        problem_response(&self.into_problem())
+        // Whole seconds (RFC 9110), rounded up so that a client that waits exactly that long passes.
+        let retry_after = match &self {
+            Self::RateLimited { retry_after } => Some(retry_after.as_secs_f64().ceil().max(1.0) as u64),
+            _ => None,
+        };
+        let mut response = problem_response(&self.into_problem());
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 

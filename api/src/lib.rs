@@ -10,7 +10,9 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod http_metrics;
+pub mod limits;
 pub mod openapi;
+pub mod paging;
 pub mod queue_gate;
 pub mod replies;
 pub mod rooms;
@@ -18,6 +20,7 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod submit;
+pub mod validate;
 
 pub use config::ApiConfig;
 pub use startup::{app, Application};

@@ -10,7 +10,7 @@ use crate::routes::{admin, bookings, catalog, ops, queue, requests, users};
     info(title = "Concert booking API", version = "1.1.0",
          description = "Seat booking behind a virtual waiting room. Commands go through a Kafka log: submit, then poll. See docs/API.md."),
     paths(
-        users::sign_up, users::balance, users::charge, users::history, users::reservations,
+        users::sign_up, users::balance, users::charge, users::history, users::reservations, users::holds,
         catalog::concerts, catalog::dates, catalog::seats,
         queue::join, queue::status,
         bookings::hold, bookings::release, bookings::pay,

@@ -59,6 +59,7 @@ impl Application {
             replies: Arc::new(ReplyHub::new(REPLY_CAPACITY, REPLY_TTL, rooms.clone())),
             rooms,
             dates: Arc::new(DateCache::default()),
+            limits: Arc::new(crate::limits::Limits::new(&config)),
             metrics: crate::http_metrics::recorder(),
             config: Arc::new(config),
         };
@@ -98,9 +99,15 @@ impl Application {
             shutdown.clone(),
         ));
         tokio::spawn(prune_replies(state.replies.clone(), shutdown.clone()));
+        tokio::spawn(crate::limits::run_forgetter(
+            state.limits.clone(),
+            shutdown.clone(),
+        ));
         tracing::info!(addr = %self.addr(), "api listening");
         let mut stop = shutdown;
-        axum::serve(self.listener, app(state))
+        // With the peer address, for the per-address sign-up limit.
+        let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, service)
             .with_graceful_shutdown(async move {
                 let _ = stop.wait_for(|s| *s).await;
             })

@@ -58,12 +58,22 @@ pub async fn submit(
     key: Option<&str>,
     wait: Duration,
 ) -> ApiResult<(Uuid, Option<Reply>)> {
+    // Before anything is published: a flooding client must not fill the partition others wait behind.
+    state.limits.check_command(user)?;
     let kind = command.kind();
     let request_id = match key {
         Some(key) => state.request_ids.for_idempotency_key(user, kind, key),
         None => state.request_ids.fresh(user, kind),
     };
     let envelope = CommandEnvelope::new(request_id, user, command);
+    if key.is_some() {
+        let first =
+            crate::db::idempotency::first_fingerprint(&state.pool, request_id, user, &envelope.fingerprint)
+                .await?;
+        if first != envelope.fingerprint {
+            return Err(key_reused());
+        }
+    }
     let waiter = (!wait.is_zero()).then(|| state.replies.subscribe(request_id));
     let started = Instant::now();
     publish(state, &envelope).await?;
@@ -94,11 +104,15 @@ fn same_body(stored: Reply, fingerprint: &str) -> ApiResult<Reply> {
     if stored.fingerprint == fingerprint {
         Ok(stored)
     } else {
-        Err(ApiError::new(
-            ErrorCode::IdempotencyKeyReused,
-            "this Idempotency-Key was used for a different request",
-        ))
+        Err(key_reused())
     }
+}
+
+fn key_reused() -> ApiError {
+    ApiError::new(
+        ErrorCode::IdempotencyKeyReused,
+        "this Idempotency-Key was used for a different request",
+    )
 }
 
 async fn publish(state: &AppState, envelope: &CommandEnvelope) -> ApiResult<()> {

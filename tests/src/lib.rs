@@ -25,7 +25,7 @@ pub use stack::TestStack;
 pub use wait::{wait_until, Deadline};
 
 /// The admin token every stack is configured with.
-pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const ADMIN_TOKEN: &str = "test-admin-token-of-24-bytes-or-more";
 
 /// Sends the harness' and the services' logs to the test output when `TEST_LOG` is set; otherwise tests
 /// stay quiet. Safe to call from every test.

@@ -171,6 +171,8 @@ fn base_command(env: &TestEnv, binary_name: &str, log_name: &str) -> Command {
             DB_CONNECTIONS_PER_INSTANCE.to_string(),
         )
         .env("ADMIN_TOKEN", crate::ADMIN_TOKEN)
+        // Every test signs its users up from 127.0.0.1; the sign-up limit's own tests turn it on.
+        .env("SIGNUPS_PER_IP_PER_MINUTE", "0")
         .env("WORKER_GROUP_ID", &env.group_id)
         .env("MAX_HOLDS_PER_USER", "4")
         .env("ADMISSION_TICK_MS", "50")

@@ -24,6 +24,10 @@ pub struct StackBuilder {
     workers: Vec<Roles>,
     process_apis: usize,
     process_workers: Vec<(String, Vec<(String, String)>)>,
+    /// `RATE_LIMIT_PER_USER` of every api instance; `None` keeps the production default.
+    rate_limit_per_user: Option<u32>,
+    /// A change to the configuration of the in-process api instances.
+    configure_apis: Option<fn(&mut ApiConfig)>,
 }
 
 impl StackBuilder {
@@ -67,6 +71,20 @@ impl StackBuilder {
         self
     }
 
+    /// Every api instance (in-process or process) with `RATE_LIMIT_PER_USER=per_second` (and a burst of
+    /// twice that), for tests that fire more commands from one user than a real client would; 0 turns the
+    /// limit off.
+    pub fn rate_limit_per_user(mut self, per_second: u32) -> Self {
+        self.rate_limit_per_user = Some(per_second);
+        self
+    }
+
+    /// Changes the configuration of every in-process api instance (applied last), e.g. to turn a limit on.
+    pub fn configure_apis(mut self, change: fn(&mut ApiConfig)) -> Self {
+        self.configure_apis = Some(change);
+        self
+    }
+
     pub async fn start(self) -> TestStack {
         let heavy = !self.process_workers.is_empty()
             || self.process_apis > 0
@@ -88,7 +106,14 @@ impl StackBuilder {
         };
 
         for _ in 0..self.apis {
-            let config = ApiConfig::for_tests(stack.env.settings.clone());
+            let mut config = ApiConfig::for_tests(stack.env.settings.clone());
+            if let Some(rate) = self.rate_limit_per_user {
+                config.rate_limit_per_user = rate;
+                config.rate_limit_burst = rate.saturating_mul(2);
+            }
+            if let Some(change) = self.configure_apis {
+                change(&mut config);
+            }
             let app = Application::build(config).await.expect("building the api");
             stack.apis.push(Api::new(
                 format!("http://{}", app.addr()),
@@ -128,9 +153,13 @@ impl StackBuilder {
         let mut spawned_apis = Vec::new();
         for index in 0..self.process_apis {
             let port = procs::free_port();
-            stack
-                .processes
-                .push(procs::spawn_api(&stack.env, port, index));
+            let mut spec = ProcSpec::api(index, port);
+            if let Some(rate) = self.rate_limit_per_user {
+                spec = spec
+                    .with_env("RATE_LIMIT_PER_USER", &rate.to_string())
+                    .with_env("RATE_LIMIT_BURST", &rate.saturating_mul(2).to_string());
+            }
+            stack.processes.push(spec.spawn(&stack.env));
             spawned_apis.push(Api::new(
                 format!("http://127.0.0.1:{port}"),
                 crate::ADMIN_TOKEN,

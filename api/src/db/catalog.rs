@@ -12,10 +12,22 @@ pub struct ConcertRow {
     pub venue: String,
 }
 
-pub async fn concerts(pool: &PgPool) -> Result<Vec<ConcertRow>, sqlx::Error> {
-    sqlx::query_as("SELECT concert_id, title, venue FROM concerts ORDER BY created_at, concert_id")
-        .fetch_all(pool)
-        .await
+/// Up to `limit` concerts, newest first, after the concert `after` when given (an unknown one gives none).
+pub async fn concerts(
+    pool: &PgPool,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<ConcertRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT concert_id, title, venue FROM concerts \
+         WHERE $1::uuid IS NULL \
+            OR (created_at, concert_id) < (SELECT created_at, concert_id FROM concerts WHERE concert_id = $1) \
+         ORDER BY created_at DESC, concert_id DESC LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
 }
 
 pub async fn concert_exists(pool: &PgPool, concert_id: Uuid) -> Result<bool, sqlx::Error> {

@@ -1,6 +1,7 @@
 //! Every SQL statement the api runs, grouped by what it touches.
 
 pub mod catalog;
+pub mod idempotency;
 pub mod requests;
 pub mod rooms;
 pub mod users;

@@ -102,13 +102,42 @@ pub struct ReservationRow {
     pub paid_at: DateTime<Utc>,
 }
 
+/// Up to `limit` of the user's reservations, newest first, after the reservation `after` when given.
 pub async fn reservations(
     pool: &PgPool,
     user_id: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
 ) -> Result<Vec<ReservationRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT reservation_id, concert_id, date_id, seat_no, price, paid_at FROM reservations \
-         WHERE user_id = $1 ORDER BY paid_at DESC, reservation_id",
+         WHERE user_id = $1 AND ($2::uuid IS NULL OR (paid_at, reservation_id) < \
+             (SELECT paid_at, reservation_id FROM reservations WHERE reservation_id = $2 AND user_id = $1)) \
+         ORDER BY paid_at DESC, reservation_id DESC LIMIT $3",
+    )
+    .bind(user_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+#[derive(sqlx::FromRow)]
+pub struct LiveHoldRow {
+    pub hold_id: Uuid,
+    pub concert_id: Uuid,
+    pub date_id: Uuid,
+    pub seat_no: i32,
+    pub price: i64,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The user's holds that still keep their seat: HELD and not past their deadline.
+pub async fn live_holds(pool: &PgPool, user_id: Uuid) -> Result<Vec<LiveHoldRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT hold_id, concert_id, date_id, seat_no, price, expires_at FROM holds \
+         WHERE user_id = $1 AND state = 'HELD' AND expires_at > now() \
+         ORDER BY expires_at, hold_id",
     )
     .bind(user_id)
     .fetch_all(pool)

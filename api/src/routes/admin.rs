@@ -16,6 +16,7 @@ use crate::db::rooms;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Admin, ApiJson, ApiPath};
 use crate::state::AppState;
+use crate::validate::text_field;
 
 /// Highest seat price, in won.
 const MAX_PRICE: i64 = 100_000_000;
@@ -52,16 +53,6 @@ pub struct CreatedConcert {
     pub dates: Vec<CreatedDate>,
 }
 
-fn check_text(name: &str, value: &str) -> ApiResult<String> {
-    let value = value.trim();
-    if value.is_empty() || value.chars().count() > 200 {
-        return Err(ApiError::validation(format!(
-            "{name} must be 1 to 200 characters"
-        )));
-    }
-    Ok(value.to_owned())
-}
-
 /// Creates a concert with its dates and seats; its waiting room starts with the default policy.
 #[utoipa::path(post, path = "/v1/admin/concerts", request_body = NewConcert, tag = "admin", security(("admin" = [])),
     responses((status = 201, body = CreatedConcert), (status = 400, body = concert_core::Problem), (status = 401, body = concert_core::Problem)))]
@@ -70,8 +61,8 @@ pub async fn create_concert(
     _: Admin,
     ApiJson(body): ApiJson<NewConcert>,
 ) -> ApiResult<(StatusCode, Json<CreatedConcert>)> {
-    let title = check_text("title", &body.title)?;
-    let venue = check_text("venue", &body.venue)?;
+    let title = text_field("title", &body.title)?;
+    let venue = text_field("venue", &body.venue)?;
     if body.dates.is_empty() || body.dates.len() > MAX_DATES {
         return Err(ApiError::validation(format!(
             "dates must list 1 to {MAX_DATES} dates"

@@ -32,11 +32,11 @@ pub struct PaymentRequest {
 
 /// Answers per the submit-then-poll rules. A retry of a request already decided (same idempotency key) gets
 /// its outcome whatever the token's state now: the first attempt may itself have ended the token (a payment
-/// completes it). Anything new needs an ACTIVE place.
+/// completes it). Anything new needs an ACTIVE place when `gate` names one (a release needs none).
 async fn submit_and_answer(
     state: &AppState,
     user: Uuid,
-    claims: &QueueClaims,
+    gate: Option<&QueueClaims>,
     command: Command,
     wait: Option<u64>,
     key: Option<String>,
@@ -46,7 +46,9 @@ async fn submit_and_answer(
         match submit::already_decided(state, user, &command, key.as_deref()).await? {
             Some((request_id, reply)) => (request_id, Some(reply)),
             None => {
-                queue_gate::admitted(state, claims)?;
+                if let Some(claims) = gate {
+                    queue_gate::admitted(state, claims)?;
+                }
                 submit::submit(state, user, command, key.as_deref(), wait).await?
             }
         };
@@ -62,7 +64,8 @@ async fn submit_and_answer(
     params(("X-Queue-Token" = String, Header), ("Prefer" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
     security(("bearer" = [])),
     responses((status = 202, body = submit::Accepted), (status = 200, body = submit::RequestDoc, description = "with Prefer: wait, the outcome"),
-        (status = 401, body = concert_core::Problem), (status = 403, body = concert_core::Problem), (status = 404, body = concert_core::Problem), (status = 409, body = concert_core::Problem)))]
+        (status = 401, body = concert_core::Problem), (status = 403, body = concert_core::Problem), (status = 404, body = concert_core::Problem), (status = 409, body = concert_core::Problem),
+        (status = 429, body = concert_core::Problem)))]
 pub async fn hold(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -91,7 +94,7 @@ pub async fn hold(
         seat_no: body.seat_no,
         queue_seq: claims.seq as i64,
     };
-    submit_and_answer(&state, user, &claims, command, wait, key).await
+    submit_and_answer(&state, user, Some(&claims), command, wait, key).await
 }
 
 /// The hold, if it is the caller's and belongs to the token's concert; anything else reads as not found.
@@ -107,27 +110,31 @@ async fn own_hold(state: &AppState, claims: &QueueClaims, hold_id: Uuid) -> ApiR
         })
 }
 
-/// Releases the caller's hold; the seat is AVAILABLE again.
+/// Releases the caller's hold; the seat is AVAILABLE again. Needs only the user's access token: a user can
+/// always give back their own seat, also after their queue token ended (a payment completes it, the window
+/// runs out). A queue token sent along is ignored.
 #[utoipa::path(delete, path = "/v1/holds/{hold_id}", tag = "bookings",
-    params(("hold_id" = Uuid, Path), ("X-Queue-Token" = String, Header), ("Prefer" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
+    params(("hold_id" = Uuid, Path), ("Prefer" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
     security(("bearer" = [])),
-    responses((status = 202, body = submit::Accepted), (status = 200, body = submit::RequestDoc), (status = 404, body = concert_core::Problem)))]
+    responses((status = 202, body = submit::Accepted), (status = 200, body = submit::RequestDoc), (status = 404, body = concert_core::Problem),
+        (status = 429, body = concert_core::Problem)))]
 pub async fn release(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     ApiPath(hold_id): ApiPath<Uuid>,
-    QueueTokenHeader(token): QueueTokenHeader,
     PreferWait(wait): PreferWait,
     IdempotencyKey(key): IdempotencyKey,
 ) -> ApiResult<Response> {
-    let claims = queue_gate::verify(&state, token.as_deref(), Some(user), None)?;
-    let hold = own_hold(&state, &claims, hold_id).await?;
+    let hold = hold_route(&state.pool, hold_id)
+        .await?
+        .filter(|h| h.user_id == user)
+        .ok_or_else(|| ApiError::new(ErrorCode::HoldNotFound, format!("you have no hold {hold_id}")))?;
     let command = Command::Release {
         concert_id: hold.concert_id,
         date_id: hold.date_id,
         hold_id,
     };
-    submit_and_answer(&state, user, &claims, command, wait, key).await
+    submit_and_answer(&state, user, None, command, wait, key).await
 }
 
 /// Pays a live hold from the balance: the seat is SOLD to the caller and the queue token COMPLETED.
@@ -135,7 +142,8 @@ pub async fn release(
     params(("X-Queue-Token" = String, Header), ("Prefer" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
     security(("bearer" = [])),
     responses((status = 202, body = submit::Accepted), (status = 200, body = submit::RequestDoc),
-        (status = 404, body = concert_core::Problem), (status = 409, body = concert_core::Problem), (status = 410, body = concert_core::Problem), (status = 422, body = concert_core::Problem)))]
+        (status = 404, body = concert_core::Problem), (status = 409, body = concert_core::Problem), (status = 410, body = concert_core::Problem), (status = 422, body = concert_core::Problem),
+        (status = 429, body = concert_core::Problem)))]
 pub async fn pay(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -152,5 +160,5 @@ pub async fn pay(
         hold_id: body.hold_id,
         queue_seq: claims.seq as i64,
     };
-    submit_and_answer(&state, user, &claims, command, wait, key).await
+    submit_and_answer(&state, user, Some(&claims), command, wait, key).await
 }

@@ -1,6 +1,7 @@
 //! The public concert list, and the dates and seats an ACTIVE queue token may see.
 
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use concert_core::seats::{seat_status, SeatStatus};
@@ -12,6 +13,7 @@ use uuid::Uuid;
 use crate::db::catalog as store;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath, MaybeUser, QueueTokenHeader};
+use crate::paging::{Page, PageQuery};
 use crate::queue_gate;
 use crate::state::AppState;
 
@@ -25,13 +27,22 @@ pub struct Concert {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Concerts {
     pub concerts: Vec<Concert>,
+    /// Present when more concerts follow: pass it as `cursor` for the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
-/// Every concert. Public.
-#[utoipa::path(get, path = "/v1/concerts", tag = "catalog", responses((status = 200, body = Concerts)))]
-pub async fn concerts(State(state): State<AppState>) -> ApiResult<Json<Concerts>> {
-    let concerts = store::concerts(&state.pool)
-        .await?
+/// Concerts, newest first, a page at a time. Public.
+#[utoipa::path(get, path = "/v1/concerts", params(PageQuery), tag = "catalog",
+    responses((status = 200, body = Concerts), (status = 400, body = concert_core::Problem)))]
+pub async fn concerts(
+    State(state): State<AppState>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> ApiResult<Json<Concerts>> {
+    let page = Page::from_query(query)?;
+    let mut rows = store::concerts(&state.pool, page.after, page.fetch()).await?;
+    let next_cursor = page.cut(&mut rows, |c| c.concert_id);
+    let concerts = rows
         .into_iter()
         .map(|c| Concert {
             concert_id: c.concert_id,
@@ -39,7 +50,10 @@ pub async fn concerts(State(state): State<AppState>) -> ApiResult<Json<Concerts>
             venue: c.venue,
         })
         .collect();
-    Ok(Json(Concerts { concerts }))
+    Ok(Json(Concerts {
+        concerts,
+        next_cursor,
+    }))
 }
 
 /// A concert known to the room cache or, if just created, to the database.

@@ -21,6 +21,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/me/balance/charges", post(users::charge))
         .route("/v1/me/balance/history", get(users::history))
         .route("/v1/me/reservations", get(users::reservations))
+        .route("/v1/me/holds", get(users::holds))
         .route("/v1/concerts", get(catalog::concerts))
         .route("/v1/concerts/{concert_id}/dates", get(catalog::dates))
         .route(

@@ -15,11 +15,14 @@ use crate::config::MAX_BALANCE;
 use crate::db::users::{self as store, ChargeOutcome};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, AuthUser};
+use crate::limits::ClientAddr;
+use crate::paging::{Page, PageQuery};
 use crate::state::AppState;
+use crate::validate::text_field;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SignUp {
-    /// 1 to 100 characters.
+    /// 1 to 200 characters, no control characters.
     pub name: String,
 }
 
@@ -31,17 +34,17 @@ pub struct SignedUp {
 
 /// Creates a user and issues a signed access token.
 #[utoipa::path(post, path = "/v1/users", request_body = SignUp, tag = "users",
-    responses((status = 201, body = SignedUp), (status = 400, body = concert_core::Problem)))]
+    responses((status = 201, body = SignedUp), (status = 400, body = concert_core::Problem), (status = 429, body = concert_core::Problem)))]
 pub async fn sign_up(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     ApiJson(body): ApiJson<SignUp>,
 ) -> ApiResult<(StatusCode, Json<SignedUp>)> {
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::validation("name must be 1 to 100 characters"));
-    }
+    let name = text_field("name", &body.name)?;
+    // Only sign-ups that would create a user count against the address's allowance.
+    state.limits.check_signup(addr)?;
     let user_id = Uuid::now_v7();
-    store::create(&state.pool, user_id, name).await?;
+    store::create(&state.pool, user_id, &name).await?;
     let exp = Utc::now().timestamp() + state.config.access_token_ttl.as_secs() as i64;
     let access_token = state
         .signer
@@ -193,17 +196,23 @@ pub struct Reservation {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Reservations {
     pub reservations: Vec<Reservation>,
+    /// Present when more reservations follow: pass it as `cursor` for the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
-/// The seats the caller has bought, newest first.
-#[utoipa::path(get, path = "/v1/me/reservations", tag = "balance", security(("bearer" = [])),
-    responses((status = 200, body = Reservations)))]
+/// The seats the caller has bought, newest first, a page at a time.
+#[utoipa::path(get, path = "/v1/me/reservations", params(PageQuery), tag = "balance", security(("bearer" = [])),
+    responses((status = 200, body = Reservations), (status = 400, body = concert_core::Problem)))]
 pub async fn reservations(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Reservations>> {
-    let reservations = store::reservations(&state.pool, user)
-        .await?
+    let page = Page::from_query(query)?;
+    let mut rows = store::reservations(&state.pool, user, page.after, page.fetch()).await?;
+    let next_cursor = page.cut(&mut rows, |r| r.reservation_id);
+    let reservations = rows
         .into_iter()
         .map(|r| Reservation {
             reservation_id: r.reservation_id,
@@ -214,5 +223,46 @@ pub async fn reservations(
             paid_at: r.paid_at,
         })
         .collect();
-    Ok(Json(Reservations { reservations }))
+    Ok(Json(Reservations {
+        reservations,
+        next_cursor,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LiveHold {
+    pub hold_id: Uuid,
+    pub concert_id: Uuid,
+    pub date_id: Uuid,
+    pub seat_no: i32,
+    pub price: i64,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LiveHolds {
+    pub holds: Vec<LiveHold>,
+}
+
+/// The caller's live holds (held and not past `expires_at`), soonest deadline first. Needs no queue token:
+/// a user can always see, and give back, the seats they hold.
+#[utoipa::path(get, path = "/v1/me/holds", tag = "bookings", security(("bearer" = [])),
+    responses((status = 200, body = LiveHolds), (status = 401, body = concert_core::Problem)))]
+pub async fn holds(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> ApiResult<Json<LiveHolds>> {
+    let holds = store::live_holds(&state.pool, user)
+        .await?
+        .into_iter()
+        .map(|h| LiveHold {
+            hold_id: h.hold_id,
+            concert_id: h.concert_id,
+            date_id: h.date_id,
+            seat_no: h.seat_no,
+            price: h.price,
+            expires_at: h.expires_at,
+        })
+        .collect();
+    Ok(Json(LiveHolds { holds }))
 }

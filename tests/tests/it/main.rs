@@ -4,12 +4,16 @@
 
 mod balance;
 mod catalog;
+mod edges;
 mod holds;
+mod limits;
+mod my_holds;
 mod operations;
 mod outbox;
 mod payments;
 mod races;
 mod requests;
+mod secrets;
 mod support;
 mod tokens;
 mod users;

@@ -1,0 +1,254 @@
+//! Abuse limits, answered before anything is published or written: per-user command submissions (join, hold,
+//! release, pay) and per-address sign-ups, each a keyed GCRA limiter from `governor`.
+//!
+//! The limiters live in this instance's memory: with N api instances behind a balancer a user gets up to N
+//! times the rate in the worst case, which is still a bound (and sticky routing makes it exact). Keeping
+//! them here costs no database or broker round trip on the hot path.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use governor::clock::Clock;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::config::ApiConfig;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// How often keys whose bucket is full again are dropped, so memory follows recent users, not all users.
+const FORGET_IDLE_EVERY: Duration = Duration::from_secs(30);
+
+/// The limiters of one api instance; `None` where the configuration turns a limit off.
+pub struct Limits {
+    commands: Option<DefaultKeyedRateLimiter<Uuid>>,
+    signups: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    trust_forwarded_for: bool,
+}
+
+impl Limits {
+    pub fn new(config: &ApiConfig) -> Self {
+        let commands = NonZeroU32::new(config.rate_limit_per_user).map(|rate| {
+            // A burst below the rate would throttle a steady client under its own rate.
+            let burst = NonZeroU32::new(config.rate_limit_burst.max(rate.get())).unwrap_or(rate);
+            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+        });
+        let signups = NonZeroU32::new(config.signups_per_ip_per_minute)
+            .map(|per_minute| RateLimiter::keyed(Quota::per_minute(per_minute)));
+        Self {
+            commands,
+            signups,
+            trust_forwarded_for: config.trust_forwarded_for,
+        }
+    }
+
+    /// One command submission by `user`: `RATE_LIMITED` with the wait when over the limit.
+    pub fn check_command(&self, user: Uuid) -> ApiResult<()> {
+        check(self.commands.as_ref(), &user, "commands")
+    }
+
+    /// One sign-up from `addr` (no address known: not limited).
+    pub fn check_signup(&self, addr: Option<IpAddr>) -> ApiResult<()> {
+        match addr {
+            Some(addr) => check(self.signups.as_ref(), &addr, "signups"),
+            None => Ok(()),
+        }
+    }
+
+    /// Drops the keys whose limit is fully replenished (they behave exactly like an unseen key) and gives
+    /// the memory back.
+    pub fn forget_idle(&self) {
+        if let Some(limiter) = &self.commands {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        if let Some(limiter) = &self.signups {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+
+    /// How many keys the limiters hold now (for tests and metrics).
+    pub fn tracked_keys(&self) -> usize {
+        self.commands.as_ref().map_or(0, |l| l.len()) + self.signups.as_ref().map_or(0, |l| l.len())
+    }
+}
+
+fn check<K>(
+    limiter: Option<&DefaultKeyedRateLimiter<K>>,
+    key: &K,
+    limit: &'static str,
+) -> ApiResult<()>
+where
+    K: std::hash::Hash + Eq + Clone,
+{
+    let Some(limiter) = limiter else {
+        return Ok(());
+    };
+    limiter.check_key(key).map_err(|not_until| {
+        metrics::counter!("rate_limited_total", "limit" => limit).increment(1);
+        ApiError::RateLimited {
+            retry_after: not_until.wait_time_from(limiter.clock().now()),
+        }
+    })
+}
+
+/// Forgets idle keys every [`FORGET_IDLE_EVERY`] until `shutdown`.
+pub async fn run_forgetter(limits: Arc<Limits>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(FORGET_IDLE_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                limits.forget_idle();
+                metrics::gauge!("rate_limiter_keys").set(limits.tracked_keys() as f64);
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// The client's address: the connection's peer, or with `TRUST_FORWARDED_FOR=1` the last address of
+/// `X-Forwarded-For` (the one the trusted proxy in front of us appended; earlier ones are the client's own
+/// claims). `None` when neither is known (a router driven without a socket).
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip());
+        if !state.limits.trust_forwarded_for {
+            return Ok(Self(peer));
+        }
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+            .last();
+        Ok(Self(forwarded.or(peer)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use concert_core::config::Settings;
+
+    fn config(per_user: u32, burst: u32) -> ApiConfig {
+        ApiConfig {
+            rate_limit_per_user: per_user,
+            rate_limit_burst: burst,
+            signups_per_ip_per_minute: 3,
+            ..ApiConfig::for_tests(Settings {
+                database_url: String::new(),
+                kafka_brokers: String::new(),
+                topic_prefix: String::new(),
+                token_secret: "x".repeat(32),
+                db_max_connections: 1,
+            })
+        }
+    }
+
+    #[test]
+    fn a_user_gets_the_burst_then_waits_while_others_are_untouched() {
+        let limits = Limits::new(&config(10, 20));
+        let (flooder, other) = (Uuid::new_v4(), Uuid::new_v4());
+        for _ in 0..20 {
+            limits.check_command(flooder).expect("within the burst");
+        }
+        match limits.check_command(flooder) {
+            Err(ApiError::RateLimited { retry_after }) => {
+                assert!(retry_after <= Duration::from_millis(100), "{retry_after:?}")
+            }
+            other => panic!("expected RateLimited, got {other:?}"),
+        }
+        limits.check_command(other).expect("another user is not limited");
+    }
+
+    #[test]
+    fn zero_turns_the_limits_off() {
+        let mut config = config(0, 20);
+        config.signups_per_ip_per_minute = 0;
+        let limits = Limits::new(&config);
+        let user = Uuid::new_v4();
+        let addr: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..1000 {
+            limits.check_command(user).expect("off");
+            limits.check_signup(Some(addr)).expect("off");
+        }
+    }
+
+    #[test]
+    fn sign_ups_are_limited_per_address() {
+        let limits = Limits::new(&config(10, 20));
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        for _ in 0..3 {
+            limits.check_signup(Some(a)).expect("within the minute's allowance");
+        }
+        assert!(limits.check_signup(Some(a)).is_err());
+        limits.check_signup(Some(b)).expect("another address");
+        limits.check_signup(None).expect("no address, no limit");
+    }
+
+    /// What the per-user check costs: `cargo test -p concert-api --lib limits::tests::cost -- --ignored
+    /// --nocapture`. Many threads at once on many users, as under a crowd; prints nanoseconds per check.
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn cost_of_the_per_user_check() {
+        let limits = Arc::new(Limits::new(&config(10, 20)));
+        let users: Arc<Vec<Uuid>> = Arc::new((0..100_000).map(|_| Uuid::new_v4()).collect());
+        let threads = 4;
+        let per_thread = 1_000_000;
+        let started = std::time::Instant::now();
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (limits, users) = (limits.clone(), users.clone());
+                std::thread::spawn(move || {
+                    let mut limited = 0u64;
+                    for i in 0..per_thread {
+                        let user = users[(i * 7 + t * 13) % users.len()];
+                        limited += u64::from(limits.check_command(user).is_err());
+                    }
+                    limited
+                })
+            })
+            .collect();
+        let limited: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        let elapsed = started.elapsed();
+        let checks = (threads * per_thread) as f64;
+        println!(
+            "{checks} checks on {} users with {threads} threads in {elapsed:?}: {:.0} ns per check \
+             (wall time per thread), {:.1} M checks/s in total; {limited} limited; {} keys tracked",
+            users.len(),
+            elapsed.as_nanos() as f64 * threads as f64 / checks,
+            checks / elapsed.as_secs_f64() / 1e6,
+            limits.tracked_keys(),
+        );
+    }
+
+    #[test]
+    fn idle_keys_are_forgotten() {
+        let limits = Limits::new(&config(1000, 1000));
+        for _ in 0..100 {
+            limits.check_command(Uuid::new_v4()).unwrap();
+        }
+        assert_eq!(limits.tracked_keys(), 100);
+        std::thread::sleep(Duration::from_millis(5));
+        limits.forget_idle();
+        assert_eq!(limits.tracked_keys(), 0);
+    }
+}
