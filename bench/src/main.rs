@@ -571,8 +571,18 @@ fn print_round(r: &RoundReport) {
     }
     if let Some(c) = &r.places {
         println!(
-            "crowd at scale: {} users, {} waiting, {} active, {} expired; gaps={} duplicates={} unexpected={} (read {} time(s))",
-            c.users, c.waiting, c.active, c.expired, c.gaps, c.duplicates, c.unexpected, c.reads
+            "crowd at scale: {} users, {} waiting (room: {}), {} active, {} expired, {} without a place; gaps={} duplicates={} out_of_range={} unexpected={} (read {} time(s))",
+            c.users,
+            c.waiting,
+            c.room_waiting.map_or_else(|| "?".to_owned(), |w| w.to_string()),
+            c.active,
+            c.expired,
+            c.unplaced,
+            c.gaps,
+            c.duplicates,
+            c.out_of_range,
+            c.unexpected,
+            c.reads
         );
         for d in &c.details {
             println!("  {d}");

@@ -37,14 +37,23 @@ pub enum PlaceSeen {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PlaceCheck {
     pub users: u64,
+    /// Places in line by the room's own figures (the admin view), if they could be read.
+    pub room_waiting: Option<i64>,
+    /// Of the crowd's places: WAITING, ACTIVE, EXPIRED.
     pub waiting: u64,
     pub active: u64,
     pub expired: u64,
-    /// Positions 1..=waiting that nobody holds.
+    /// Users whose join got no place in its answer (failed or never decided). Their join may still have been
+    /// placed (an answer lost after publishing), so as many positions may be held by places the bench cannot see.
+    pub unplaced: u64,
+    /// Positions 1..=W (W: the room's figure, or the WAITING count) that no place of the crowd holds, beyond
+    /// those the unplaced users may hold.
     pub gaps: u64,
-    /// Positions held by more than one place (each extra holder counts once), or outside 1..=waiting.
+    /// Positions held by more than one place (each extra holder counts once).
     pub duplicates: u64,
-    /// Places in another state (COMPLETED, unreadable) or users without a place.
+    /// Positions outside 1..=W.
+    pub out_of_range: u64,
+    /// Places in another state: COMPLETED, or an answer that is not a status.
     pub unexpected: u64,
     /// Reads made (more than one when the line moved during a read).
     pub reads: u64,
@@ -55,15 +64,24 @@ pub struct PlaceCheck {
 impl PlaceCheck {
     /// Everything that is not a gap-free line.
     pub fn misplaced(&self) -> u64 {
-        self.gaps + self.duplicates + self.unexpected
+        self.gaps + self.duplicates + self.out_of_range + self.unexpected
+    }
+
+    fn detail(&mut self, what: String) {
+        if self.details.len() < 10 {
+            self.details.push(what);
+        }
     }
 }
 
 /// Checks that the WAITING places hold positions 1..=W exactly once each and that every other place is
-/// ACTIVE or EXPIRED (the few the room admitted before the read).
-pub fn check_places(seen: &[PlaceSeen]) -> PlaceCheck {
+/// ACTIVE or EXPIRED (the few the room admitted before the read). W is the room's own count of places in line
+/// when known (`room_waiting`), else the number of WAITING places seen; positions the crowd's places do not
+/// hold count as gaps only beyond the number of users left without a place.
+pub fn check_places(seen: &[PlaceSeen], room_waiting: Option<i64>) -> PlaceCheck {
     let mut c = PlaceCheck {
         users: seen.len() as u64,
+        room_waiting,
         ..PlaceCheck::default()
     };
     let mut positions = Vec::new();
@@ -74,46 +92,40 @@ pub fn check_places(seen: &[PlaceSeen]) -> PlaceCheck {
             PlaceSeen::Expired => c.expired += 1,
             PlaceSeen::Other(what) => {
                 c.unexpected += 1;
-                if c.details.len() < 10 {
-                    c.details.push(format!("a place read back as {what}"));
-                }
+                c.detail(format!("a place read back as {what}"));
             }
-            PlaceSeen::NoPlace => c.unexpected += 1,
+            PlaceSeen::NoPlace => c.unplaced += 1,
         }
     }
     c.waiting = positions.len() as u64;
-    let w = positions.len();
+    let w = room_waiting.map_or(positions.len(), |n| usize::try_from(n).unwrap_or(0));
     let mut held = vec![0u32; w + 1];
     for p in positions {
         match usize::try_from(p) {
             Ok(i) if (1..=w).contains(&i) => held[i] += 1,
             _ => {
-                c.duplicates += 1;
-                if c.details.len() < 10 {
-                    c.details.push(format!(
-                        "position {p} outside 1..={w} of the waiting places"
-                    ));
-                }
+                c.out_of_range += 1;
+                c.detail(format!("position {p} outside 1..={w}"));
             }
         }
     }
+    let mut free = 0u64;
     for (pos, n) in held.iter().enumerate().skip(1) {
         match n {
             0 => {
-                c.gaps += 1;
-                if c.details.len() < 10 {
-                    c.details.push(format!("position {pos} held by nobody"));
+                free += 1;
+                if free > c.unplaced {
+                    c.detail(format!("position {pos} held by nobody"));
                 }
             }
             1 => {}
             n => {
                 c.duplicates += u64::from(n - 1);
-                if c.details.len() < 10 {
-                    c.details.push(format!("position {pos} held {n} times"));
-                }
+                c.detail(format!("position {pos} held {n} times"));
             }
         }
     }
+    c.gaps = free.saturating_sub(c.unplaced);
     c
 }
 
@@ -221,7 +233,7 @@ pub async fn check(
     let tokens: Arc<Vec<Option<String>>> = Arc::new(tokens.to_vec());
     let mut last = PlaceCheck::default();
     for attempt in 1..=READ_ATTEMPTS {
-        let before = admitted_total(admin, concert_id).await;
+        let before = room_figures(admin, concert_id).await;
         let started = Instant::now();
         let (api2, tokens2) = (api.clone(), tokens.clone());
         let seen = for_each(tokens.len(), tokens.len(), move |i| {
@@ -234,30 +246,38 @@ pub async fn check(
             }
         })
         .await;
-        let after = admitted_total(admin, concert_id).await;
-        last = check_places(&seen);
+        let after = room_figures(admin, concert_id).await;
+        last = check_places(&seen, after.map(|f| f.waiting));
         last.reads = attempt as u64;
         let moved = before.is_none() || before != after;
         if last.misplaced() == 0 || !moved {
             return last;
         }
         eprintln!(
-            "the line moved while it was read ({:?} -> {:?} admitted, {:.1}s): reading it again",
-            before,
-            after,
+            "the line moved while it was read ({before:?} -> {after:?}, {:.1}s): reading it again",
             started.elapsed().as_secs_f64()
         );
     }
     last
 }
 
-/// The room's `admitted_total` from the admin figures, if readable.
-async fn admitted_total(admin: &Api, concert_id: &str) -> Option<i64> {
-    admin
-        .waiting_room(concert_id)
-        .await
-        .done()
-        .and_then(|b| b["admitted_total"].as_i64())
+/// The room's own figures that say whether the line moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RoomFigures {
+    admitted_total: i64,
+    joined_total: i64,
+    waiting: i64,
+}
+
+/// The room's figures from the admin view, if readable.
+async fn room_figures(admin: &Api, concert_id: &str) -> Option<RoomFigures> {
+    let out = admin.waiting_room(concert_id).await;
+    let body = out.done()?;
+    Some(RoomFigures {
+        admitted_total: body["admitted_total"].as_i64()?,
+        joined_total: body["joined_total"].as_i64()?,
+        waiting: body["waiting"].as_i64()?,
+    })
 }
 
 #[cfg(test)]
@@ -273,17 +293,19 @@ mod tests {
         let mut seen = waiting(&[3, 1, 2, 5, 4]);
         seen.push(PlaceSeen::Active);
         seen.push(PlaceSeen::Expired);
-        let c = check_places(&seen);
-        assert_eq!(
-            (c.users, c.waiting, c.active, c.expired, c.misplaced()),
-            (7, 5, 1, 1, 0)
-        );
-        assert!(c.details.is_empty());
+        for room in [None, Some(5)] {
+            let c = check_places(&seen, room);
+            assert_eq!(
+                (c.users, c.waiting, c.active, c.expired, c.misplaced()),
+                (7, 5, 1, 1, 0)
+            );
+            assert!(c.details.is_empty());
+        }
     }
 
     #[test]
     fn a_doubled_position_leaves_a_gap_too() {
-        let c = check_places(&waiting(&[1, 2, 2, 4]));
+        let c = check_places(&waiting(&[1, 2, 2, 4]), None);
         assert_eq!((c.gaps, c.duplicates), (1, 1));
         assert!(c
             .details
@@ -299,11 +321,27 @@ mod tests {
     fn positions_out_of_range_and_odd_states_are_misplaced() {
         let mut seen = waiting(&[0, 1, 9]);
         seen.push(PlaceSeen::Other("COMPLETED".into()));
-        seen.push(PlaceSeen::NoPlace);
-        let c = check_places(&seen);
+        let c = check_places(&seen, None);
         // 0 and 9 are outside 1..=3, so positions 2 and 3 are gaps.
-        assert_eq!((c.duplicates, c.gaps, c.unexpected), (2, 2, 2));
-        assert_eq!(c.misplaced(), 6);
+        assert_eq!((c.out_of_range, c.gaps, c.unexpected), (2, 2, 1));
+        assert_eq!(c.misplaced(), 5);
+    }
+
+    #[test]
+    fn places_of_users_whose_answer_was_lost_may_fill_the_gaps() {
+        // The room has 5 in line; the crowd sees 3 of them and 2 users got no place in their answers.
+        let mut seen = waiting(&[1, 4, 5]);
+        seen.extend([PlaceSeen::NoPlace, PlaceSeen::NoPlace]);
+        let c = check_places(&seen, Some(5));
+        assert_eq!((c.unplaced, c.gaps, c.misplaced()), (2, 0, 0));
+        // One unplaced user cannot explain two free positions.
+        let mut seen = waiting(&[1, 4, 5]);
+        seen.push(PlaceSeen::NoPlace);
+        let c = check_places(&seen, Some(5));
+        assert_eq!((c.gaps, c.misplaced()), (1, 1));
+        // The room counting fewer than the crowd holds puts the extra positions out of range.
+        let c = check_places(&waiting(&[1, 2, 3]), Some(2));
+        assert_eq!((c.out_of_range, c.misplaced()), (1, 1));
     }
 
     #[test]
@@ -330,6 +368,6 @@ mod tests {
             }),
             PlaceSeen::Other(_)
         ));
-        assert_eq!(check_places(&[]).misplaced(), 0);
+        assert_eq!(check_places(&[], None).misplaced(), 0);
     }
 }
