@@ -20,9 +20,13 @@ pub struct Args {
         hide_env_values = true
     )]
     pub admin_token: String,
-    /// Smoke run: 300 users, 3-second timed phases, 300 users for the hold phases.
+    /// Smoke run: 300 users, 3-second timed phases, a crowd of 1,000, 2 rounds.
     #[arg(long)]
     pub quick: bool,
+    /// Times the measured phases are repeated, each round on concerts of its own; figures are reported as the
+    /// median and range over the rounds [default: 3, --quick 2].
+    #[arg(long)]
+    pub rounds: Option<usize>,
     /// Users in the crowd [default: 2000, --quick 300].
     #[arg(long, short = 'u')]
     pub users: Option<usize>,
@@ -90,6 +94,20 @@ pub struct Args {
     /// Users admitted to the hold-phase concert [default: min(users, 1000)].
     #[arg(long)]
     pub tp_users: Option<usize>,
+    /// Clients of the closed-loop phases (each submits a hold, or a join, with `Prefer: wait` and waits for its
+    /// answer before the next, as a real crowd's clients do); 0 skips those phases.
+    #[arg(long, default_value_t = 64)]
+    pub closed_loop_clients: usize,
+    /// Users of the crowd at scale: all join one concert at once (signed up beforehand, not timed), their places
+    /// are checked gap-free; 0 skips that phase [default: 20000, --quick 1000].
+    #[arg(long)]
+    pub crowd: Option<usize>,
+    /// Most joins of the crowd at scale in flight at once (each is one connection to the service).
+    #[arg(long, default_value_t = 2048)]
+    pub crowd_concurrency: usize,
+    /// A command decided later than this (milliseconds) while at most 1,000 per second were offered is a stall.
+    #[arg(long, default_value_t = 2000)]
+    pub stall_ms: u64,
     /// Closed-loop workers of the status-poll phase; 0 skips that phase.
     #[arg(long, default_value_t = 256)]
     pub poll_workers: usize,
@@ -111,6 +129,7 @@ pub struct Args {
 #[derive(Debug, Clone, Serialize)]
 pub struct Params {
     pub quick: bool,
+    pub rounds: usize,
     pub users: usize,
     pub dates: usize,
     pub seats: i32,
@@ -134,6 +153,10 @@ pub struct Params {
     pub phase_seconds: f64,
     pub tp_users: usize,
     pub poll_workers: usize,
+    pub closed_loop_clients: usize,
+    pub crowd: usize,
+    pub crowd_concurrency: usize,
+    pub stall_ms: u64,
     pub admit_deadline: u64,
     pub lost_deadline: u64,
     pub seed: u64,
@@ -148,6 +171,7 @@ impl Args {
             .max(1);
         Params {
             quick: self.quick,
+            rounds: self.rounds.unwrap_or(if self.quick { 2 } else { 3 }).max(1),
             users,
             dates: self.dates.max(1),
             seats: self.seats.max(1),
@@ -174,6 +198,10 @@ impl Args {
                 .max(0.5),
             tp_users: self.tp_users.unwrap_or(users.min(1000)).clamp(1, users),
             poll_workers: self.poll_workers,
+            closed_loop_clients: self.closed_loop_clients,
+            crowd: self.crowd.unwrap_or(if self.quick { 1000 } else { 20_000 }),
+            crowd_concurrency: self.crowd_concurrency.max(1),
+            stall_ms: self.stall_ms.max(1),
             admit_deadline: self.admit_deadline,
             lost_deadline: self.lost_deadline,
             seed: self.seed.unwrap_or_else(rand::random),

@@ -194,6 +194,14 @@ impl Api {
             .0
     }
 
+    /// `GET /v1/admin/concerts/{id}/waiting-room`: the policy and live figures.
+    pub async fn waiting_room(&self, concert_id: &str) -> Outcome {
+        let url = format!("{}/v1/admin/concerts/{concert_id}/waiting-room", self.base);
+        self.plain(self.http.get(url).bearer_auth(&*self.admin))
+            .await
+            .0
+    }
+
     /// `GET /readyz`.
     pub async fn ready(&self) -> Outcome {
         self.plain(self.http.get(format!("{}/readyz", self.base)))

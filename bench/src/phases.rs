@@ -170,14 +170,17 @@ impl HoldBench {
         }
     }
 
-    /// As many holds as `workers` closed-loop workers manage in `duration`, each waiting for its outcome.
-    pub async fn unthrottled(
+    /// As many holds as `workers` closed-loop workers manage in `duration`, each waiting for its outcome,
+    /// recorded as `op` (`tp@max/hold` with enough workers to saturate the service, `c64/hold` with a crowd's
+    /// 64 clients).
+    pub async fn closed_loop(
         self: &Arc<Self>,
+        op: &str,
         workers: usize,
         duration: Duration,
         bar: &indicatif::ProgressBar,
     ) -> PhaseFigures {
-        let op = "tp@max/hold".to_owned();
+        let op = op.to_owned();
         let start = Instant::now();
         let until = start + duration;
         let mut set = tokio::task::JoinSet::new();
@@ -193,8 +196,7 @@ impl HoldBench {
                 local
             });
         }
-        self.closed_loop_figures(op, set, start, duration, bar)
-            .await
+        closed_loop_figures(&self.rec, op, set, start, duration, bar).await
     }
 
     /// `workers` closed-loop workers polling `GET /v1/queue/status` with the users' valid tokens for `duration`.
@@ -226,35 +228,34 @@ impl HoldBench {
                 local
             });
         }
-        self.closed_loop_figures(op, set, start, duration, bar)
-            .await
+        closed_loop_figures(&self.rec, op, set, start, duration, bar).await
     }
+}
 
-    /// Waits for a closed-loop phase's workers (moving the bar meanwhile), folds their figures into the
-    /// recorder, and sums up the phase: in a closed loop everything offered was sent.
-    async fn closed_loop_figures(
-        &self,
-        op: String,
-        mut set: tokio::task::JoinSet<OpStats>,
-        start: Instant,
-        duration: Duration,
-        bar: &indicatif::ProgressBar,
-    ) -> PhaseFigures {
-        let ticker = tick_bar(bar.clone(), start, duration);
-        let mut sent = 0;
-        while let Some(local) = set.join_next().await {
-            let local = local.expect("a load worker panicked");
-            sent += local.count();
-            self.rec.absorb(&op, &local);
-        }
-        ticker.abort();
-        PhaseFigures {
-            name: op,
-            seconds: start.elapsed().as_secs_f64(),
-            offered: sent,
-            sent,
-            shed: 0,
-        }
+/// Waits for a closed-loop phase's workers (moving the bar meanwhile), folds their figures into the
+/// recorder, and sums up the phase: in a closed loop everything offered was sent.
+pub async fn closed_loop_figures(
+    rec: &Recorder,
+    op: String,
+    mut set: tokio::task::JoinSet<OpStats>,
+    start: Instant,
+    duration: Duration,
+    bar: &indicatif::ProgressBar,
+) -> PhaseFigures {
+    let ticker = tick_bar(bar.clone(), start, duration);
+    let mut sent = 0;
+    while let Some(local) = set.join_next().await {
+        let local = local.expect("a load worker panicked");
+        sent += local.count();
+        rec.absorb(&op, &local);
+    }
+    ticker.abort();
+    PhaseFigures {
+        name: op,
+        seconds: start.elapsed().as_secs_f64(),
+        offered: sent,
+        sent,
+        shed: 0,
     }
 }
 

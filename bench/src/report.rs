@@ -8,37 +8,83 @@ use serde::Serialize;
 
 use crate::cli::Params;
 use crate::phases::PhaseFigures;
+use crate::rounds::RoundFigures;
+use crate::scale::PlaceCheck;
+use crate::spread::Spread;
 use crate::stats::OpSummary;
 use crate::svg::{latency_chart, ChartRow};
 use crate::verify::Verification;
 
-/// The headline figures of the run (the last line).
+/// The headline figures of the run (the last line): medians over the rounds, and what went wrong.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Headline {
-    /// Crowd joins decided per second.
-    pub joins_per_s: u64,
-    /// Holds decided per second in the unthrottled phase (or the rated one, or the race, whichever ran last).
-    pub holds_per_s: u64,
-    /// Race payments decided per second, from the first payment submitted to the last answered.
-    pub pays_per_s: u64,
-    /// p99 submit-to-outcome of holds at the offered rate (or of the race's holds if that phase did not run).
-    pub p99_hold_ms: u64,
+    /// Each figure's median and range over the rounds, by line key, in line order (`None`: not measured).
+    pub figures: Vec<(&'static str, Option<Spread>)>,
+    /// Commands slower than the stall limit while at most 1,000 per second were offered, over all rounds.
+    pub stalled: u64,
     pub oversold: u64,
     pub lost: u64,
+    /// Places of the crowd at scale that were not one of 1..N exactly once (duplicates, gaps, unexpected
+    /// states), over all rounds.
+    pub misplaced: u64,
+    pub rounds: usize,
 }
 
+/// The keys that were on the line before rounds existed, in their places: before `oversold` and `lost`.
+const FIRST_KEYS: [&str; 4] = ["joins_per_s", "holds_per_s", "pays_per_s", "p99_hold_ms"];
+
 impl Headline {
-    /// The last line, exactly.
+    /// The last line, exactly: `key=value` pairs, medians rounded to whole units, `-` for a figure that was
+    /// not measured.
     pub fn line(&self) -> String {
-        format!(
-            "bench: joins_per_s={} holds_per_s={} pays_per_s={} p99_hold_ms={} oversold={} lost={}",
-            self.joins_per_s,
-            self.holds_per_s,
-            self.pays_per_s,
-            self.p99_hold_ms,
-            self.oversold,
-            self.lost
-        )
+        let value = |key: &str| {
+            self.figures
+                .iter()
+                .find(|(k, _)| *k == key)
+                .and_then(|(_, s)| *s)
+                .map_or_else(|| "-".to_owned(), |s| format!("{:.0}", s.median))
+        };
+        let mut parts = vec!["bench:".to_owned()];
+        parts.extend(FIRST_KEYS.iter().map(|k| format!("{k}={}", value(k))));
+        parts.push(format!("oversold={}", self.oversold));
+        parts.push(format!("lost={}", self.lost));
+        parts.push(format!("stalled={}", self.stalled));
+        parts.extend(
+            self.figures
+                .iter()
+                .filter(|(k, _)| !FIRST_KEYS.contains(k))
+                .map(|(k, _)| format!("{k}={}", value(k))),
+        );
+        parts.push(format!("misplaced={}", self.misplaced));
+        parts.push(format!("rounds={}", self.rounds));
+        parts.join(" ")
+    }
+
+    /// What makes the run a failure, one sentence each; empty when nothing did.
+    pub fn failures(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.oversold > 0 {
+            out.push(format!("{} seat(s) oversold", self.oversold));
+        }
+        if self.lost > 0 {
+            out.push(format!(
+                "{} request(s) or payment(s) lost (never decided, or paid without a reservation)",
+                self.lost
+            ));
+        }
+        if self.stalled > 0 {
+            out.push(format!(
+                "{} command(s) stalled (decided only after the stall limit while at most 1,000/s were offered)",
+                self.stalled
+            ));
+        }
+        if self.misplaced > 0 {
+            out.push(format!(
+                "{} place(s) of the crowd at scale not gap-free (a position missing, doubled or in a wrong state)",
+                self.misplaced
+            ));
+        }
+        out
     }
 }
 
@@ -48,12 +94,25 @@ pub struct Report {
     pub timestamp: String,
     pub base_url: String,
     pub params: Params,
-    pub phases: Vec<PhaseFigures>,
-    pub ops: Vec<OpSummary>,
+    /// Sign-ups and charges, before the rounds (not part of any figure).
+    pub setup: Vec<OpSummary>,
+    /// Every round's phases, operations and figures.
+    pub rounds: Vec<RoundReport>,
     pub verification: Verification,
     /// Answers that break the contract or the benchmark's expectations, by description.
     pub anomalies: BTreeMap<String, u64>,
     pub headline: Headline,
+}
+
+/// What one round measured.
+#[derive(Debug, Serialize)]
+pub struct RoundReport {
+    pub round: usize,
+    pub phases: Vec<PhaseFigures>,
+    pub ops: Vec<OpSummary>,
+    pub figures: RoundFigures,
+    /// The gap-free check of the crowd at scale, if it ran.
+    pub places: Option<PlaceCheck>,
 }
 
 /// The per-operation table.
@@ -93,8 +152,9 @@ pub fn write(dir: &Path, report: &Report) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let json = serde_json::to_string_pretty(report).context("encoding the report")?;
     std::fs::write(dir.join("report.json"), json + "\n").context("writing report.json")?;
-    let rows: Vec<ChartRow> = report
-        .ops
+    // The chart shows the last round (every round's figures are in report.json).
+    let last = report.rounds.last().map_or(&[][..], |r| &r.ops[..]);
+    let rows: Vec<ChartRow> = last
         .iter()
         .filter(|o| o.count > 0)
         .map(|o| ChartRow {
@@ -120,14 +180,49 @@ mod tests {
 
     #[test]
     fn the_last_line_has_the_exact_shape() {
+        let spread = |m: f64| {
+            Some(Spread {
+                median: m,
+                min: m - 1.0,
+                max: m + 1.0,
+                rounds: 3,
+            })
+        };
         let h = Headline {
-            joins_per_s: 812,
-            holds_per_s: 5230,
-            pays_per_s: 96,
-            p99_hold_ms: 41,
+            figures: vec![
+                ("joins_per_s", spread(812.4)),
+                ("holds_per_s", spread(5230.0)),
+                ("pays_per_s", spread(96.0)),
+                ("p99_hold_ms", spread(41.0)),
+                ("c64_holds_per_s", spread(3100.0)),
+                ("c64_p50_ms", spread(14.6)),
+                ("crowd_joins_per_s", None),
+            ],
+            stalled: 0,
             oversold: 0,
             lost: 0,
+            misplaced: 0,
+            rounds: 3,
         };
-        assert_eq!(h.line(), "bench: joins_per_s=812 holds_per_s=5230 pays_per_s=96 p99_hold_ms=41 oversold=0 lost=0");
+        assert_eq!(
+            h.line(),
+            "bench: joins_per_s=812 holds_per_s=5230 pays_per_s=96 p99_hold_ms=41 oversold=0 lost=0 stalled=0 \
+             c64_holds_per_s=3100 c64_p50_ms=15 crowd_joins_per_s=- misplaced=0 rounds=3"
+        );
+        assert!(h.failures().is_empty());
+    }
+
+    #[test]
+    fn names_every_failure() {
+        let h = Headline {
+            oversold: 1,
+            stalled: 12,
+            ..Headline::default()
+        };
+        let f = h.failures();
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert!(f[0].contains("1 seat(s) oversold"));
+        assert!(f[1].contains("12 command(s) stalled"));
+        assert!(h.line().starts_with("bench: joins_per_s=- "));
     }
 }

@@ -40,6 +40,25 @@ pub struct Policy {
     pub interval_seconds: u32,
     pub active_seconds: u32,
     pub hold_seconds: u32,
+    /// Seconds an admitted place has to make its first request (the service's default when `None`).
+    pub claim_seconds: Option<u32>,
+}
+
+/// A week: the longest interval and window a policy may have.
+const WEEK_SECONDS: u32 = 7 * 24 * 3600;
+
+impl Policy {
+    /// One admission a week: a line that stays put while it is measured and read back.
+    pub fn admit_nobody() -> Self {
+        Policy {
+            max_active_users: 1,
+            admit_per_interval: 1,
+            interval_seconds: WEEK_SECONDS,
+            active_seconds: WEEK_SECONDS,
+            hold_seconds: 300,
+            claim_seconds: Some(3600),
+        }
+    }
 }
 
 /// Creates a concert of `dates` dates with `seats` seats at `price`, and sets its waiting-room policy.
@@ -76,13 +95,16 @@ pub async fn create_concert(
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let clamp = |n: usize| n.clamp(1, 1_000_000);
-    let policy_body = json!({
+    let mut policy_body = json!({
         "max_active_users": clamp(policy.max_active_users),
         "admit_per_interval": clamp(policy.admit_per_interval),
         "interval_seconds": policy.interval_seconds,
         "active_seconds": policy.active_seconds,
         "hold_seconds": policy.hold_seconds,
     });
+    if let Some(claim) = policy.claim_seconds {
+        policy_body["claim_seconds"] = json!(claim);
+    }
     if let other @ (Outcome::Failed { .. } | Outcome::Pending(_) | Outcome::Transport(_)) =
         api.set_policy(&concert_id, &policy_body).await
     {
@@ -95,15 +117,19 @@ pub async fn create_concert(
     })
 }
 
-/// Signs up `n` users and charges each `price` (or half of it for the underfunded fraction, spread evenly).
+/// Signs up `n` users and charges the first `charged` of them `price` for each of `seats` seats (or half of
+/// one seat's price for the underfunded fraction, spread evenly); the others get no balance (they only join).
 /// Users whose sign-up fails are left out; charges that fail leave the user underfunded.
+#[allow(clippy::too_many_arguments)]
 pub async fn users(
     api: &Api,
     rec: &Arc<Recorder>,
     ledger: &Arc<Ledger>,
     n: usize,
+    charged: usize,
     underfunded: f64,
     price: i64,
+    seats: u32,
     bar: &indicatif::ProgressBar,
 ) -> Vec<User> {
     let run = uuid::Uuid::now_v7().simple().to_string();
@@ -134,11 +160,15 @@ pub async fn users(
                 bar.inc(1);
                 return None;
             };
+            if i >= charged {
+                bar.inc(1);
+                return Some((token, false));
+            }
             let underfunded = every != usize::MAX && i % every == every - 1;
             let amount = if underfunded {
                 (price / 2).max(1)
             } else {
-                price.max(1)
+                price.max(1).saturating_mul(i64::from(seats.max(1)))
             };
             let (out, t) = api
                 .charge(

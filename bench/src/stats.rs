@@ -14,6 +14,8 @@ use crate::client::{PENDING, TRANSPORT};
 
 /// Longest latency the histograms track, in microseconds (ten minutes); longer ones are clamped to it.
 const MAX_MICROS: u64 = 600_000_000;
+/// Calls slower than this count as stalled unless the recorder is told otherwise.
+pub const DEFAULT_STALL: Duration = Duration::from_secs(2);
 
 /// The figures gathered for one operation.
 #[derive(Clone)]
@@ -92,8 +94,18 @@ impl OpStats {
         }
     }
 
-    /// The summary of these figures under `name`.
-    pub fn summary(&self, name: &str) -> OpSummary {
+    /// Calls that took longer than `limit` (to the histogram's precision: 3 significant digits).
+    pub fn slower_than(&self, limit: Duration) -> u64 {
+        let micros = (limit.as_micros() as u64).clamp(1, MAX_MICROS - 1);
+        let above = self.hist.highest_equivalent(micros) + 1;
+        if above > MAX_MICROS || self.count() == 0 {
+            return 0;
+        }
+        self.hist.count_between(above, MAX_MICROS)
+    }
+
+    /// The summary of these figures under `name`; calls slower than `stall` are counted as such.
+    pub fn summary(&self, name: &str, stall: Duration) -> OpSummary {
         let ms = |micros: u64| micros as f64 / 1000.0;
         let span = self.span().as_secs_f64();
         let empty = self.count() == 0;
@@ -129,6 +141,7 @@ impl OpStats {
             } else {
                 self.hist.mean() / 1000.0
             },
+            slower_than_stall: self.slower_than(stall),
             errors: self.errors.clone(),
         }
     }
@@ -155,17 +168,34 @@ pub struct OpSummary {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub mean_ms: f64,
+    /// Calls that took longer than the stall limit (2 s unless set otherwise), whatever their outcome.
+    pub slower_than_stall: u64,
     /// Failures by problem `code` (plus `PENDING` and `TRANSPORT`).
     pub errors: BTreeMap<String, u64>,
 }
 
 /// All operations' figures, shared by the phases.
-#[derive(Default)]
 pub struct Recorder {
     ops: Mutex<Vec<(String, OpStats)>>,
+    /// Calls slower than this are counted as stalled in the summaries.
+    stall: Duration,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new(DEFAULT_STALL)
+    }
 }
 
 impl Recorder {
+    /// An empty recorder that counts calls slower than `stall`.
+    pub fn new(stall: Duration) -> Self {
+        Self {
+            ops: Mutex::new(Vec::new()),
+            stall,
+        }
+    }
+
     /// Records one call of `op`.
     pub fn record(&self, op: &str, start: Instant, code: Option<&str>) {
         let end = Instant::now();
@@ -192,7 +222,9 @@ impl Recorder {
     /// Every operation's summary, in first-seen order.
     pub fn summaries(&self) -> Vec<OpSummary> {
         let ops = self.ops.lock().expect("recorder lock");
-        ops.iter().map(|(name, s)| s.summary(name)).collect()
+        ops.iter()
+            .map(|(name, s)| s.summary(name, self.stall))
+            .collect()
     }
 }
 
@@ -211,7 +243,7 @@ mod tests {
 
     #[test]
     fn percentiles_follow_the_samples() {
-        let s = stats_of(&(1..=100).collect::<Vec<_>>()).summary("x");
+        let s = stats_of(&(1..=100).collect::<Vec<_>>()).summary("x", DEFAULT_STALL);
         assert_eq!(s.count, 100);
         assert!((s.p50_ms - 50.0).abs() < 0.1, "{}", s.p50_ms);
         assert!((s.p95_ms - 95.0).abs() < 0.1, "{}", s.p95_ms);
@@ -235,7 +267,7 @@ mod tests {
             Some("SEAT_UNAVAILABLE"),
         );
         s.record(t0, t0 + Duration::from_secs(2), Some(PENDING));
-        let sum = s.summary("race/hold");
+        let sum = s.summary("race/hold", DEFAULT_STALL);
         assert_eq!((sum.count, sum.ok, sum.decided), (4, 1, 3));
         assert_eq!(sum.errors.get("SEAT_UNAVAILABLE"), Some(&2));
         assert!((sum.span_s - 2.0).abs() < 1e-6);
@@ -269,8 +301,20 @@ mod tests {
     }
 
     #[test]
+    fn counts_calls_slower_than_the_stall_limit() {
+        let s = stats_of(&[5, 1_999, 2_000, 2_010, 2_500, 25_000]);
+        assert_eq!(s.slower_than(Duration::from_secs(2)), 3);
+        assert_eq!(s.slower_than(Duration::from_millis(3)), 6);
+        assert_eq!(s.slower_than(Duration::from_secs(30)), 0);
+        assert_eq!(OpStats::default().slower_than(Duration::from_secs(2)), 0);
+        let rec = Recorder::new(Duration::from_millis(2_400));
+        rec.absorb("tp/hold", &s);
+        assert_eq!(rec.summaries()[0].slower_than_stall, 2);
+    }
+
+    #[test]
     fn empty_stats_summarise_to_zero() {
-        let s = OpStats::default().summary("none");
+        let s = OpStats::default().summary("none", DEFAULT_STALL);
         assert_eq!((s.count, s.per_s, s.p99_ms), (0, 0.0, 0.0));
     }
 }
