@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use concert_core::commands::Reply;
+use concert_core::kafka::FetchSettings;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::{oneshot, watch};
@@ -114,6 +115,7 @@ impl ReplyHub {
 pub async fn run_reply_reader(
     hub: Arc<ReplyHub>,
     brokers: String,
+    fetch: FetchSettings,
     topic: String,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -122,7 +124,7 @@ pub async fn run_reply_reader(
         if *shutdown.borrow() {
             return;
         }
-        match read_replies(&hub, &brokers, &topic, &mut shutdown).await {
+        match read_replies(&hub, &brokers, fetch, &topic, &mut shutdown).await {
             Ok(()) => return,
             Err(err) => {
                 tracing::warn!(error = ?err, "reply reader failed; retrying");
@@ -139,11 +141,15 @@ pub async fn run_reply_reader(
 async fn read_replies(
     hub: &ReplyHub,
     brokers: &str,
+    fetch: FetchSettings,
     topic: &str,
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
-    let consumer: StreamConsumer = concert_core::kafka::client_config(brokers)
+    let mut config = concert_core::kafka::client_config(brokers);
+    // Replies are latency-bound like commands: see FetchSettings for how long the broker holds a fetch.
+    fetch.apply(&mut config);
+    let consumer: StreamConsumer = config
         // A group id is required by the client but never joined: partitions are assigned by hand.
         .set(
             "group.id",
@@ -151,7 +157,6 @@ async fn read_replies(
         )
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
-        .set("fetch.wait.max.ms", "10")
         .create()
         .context("creating reply consumer")?;
     let metadata = tokio::task::block_in_place(|| {

@@ -89,6 +89,7 @@ impl Application {
         tokio::spawn(run_reply_reader(
             state.replies.clone(),
             settings.kafka_brokers.clone(),
+            settings.kafka_fetch,
             state.topics.replies.clone(),
             shutdown.clone(),
         ));

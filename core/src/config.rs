@@ -69,6 +69,8 @@ pub struct Settings {
     pub token_secret: String,
     /// `DATABASE_MAX_CONNECTIONS`
     pub db_max_connections: u32,
+    /// `KAFKA_FETCH_WAIT_MS` and `KAFKA_FETCH_MIN_BYTES`: how consumers long-poll the broker
+    pub kafka_fetch: crate::kafka::FetchSettings,
 }
 
 impl std::fmt::Debug for Settings {
@@ -108,6 +110,7 @@ impl Settings {
             token_secret,
             db_max_connections: env_parse("DATABASE_MAX_CONNECTIONS", 16)
                 .context("DATABASE_MAX_CONNECTIONS")?,
+            kafka_fetch: crate::kafka::FetchSettings::from_env()?,
         })
     }
 

@@ -1,5 +1,5 @@
 //! Producer and consumer settings, and topic creation. Only the standard Kafka protocol is used, so the same
-//! code runs against Apache Kafka and against the tansu broker used on development machines.
+//! code runs against Apache Kafka and against the nisshi or tansu brokers used on development machines.
 
 use std::time::Duration;
 
@@ -20,6 +20,60 @@ pub fn client_config(brokers: &str) -> ClientConfig {
         .set("socket.keepalive.enable", "true")
         .set("reconnect.backoff.max.ms", "2000");
     config
+}
+
+/// How a consumer asks the broker to hold a fetch that finds nothing new: `fetch.wait.max.ms` (how long the
+/// broker may hold it) and `fetch.min.bytes` (how much it waits for). Commands and replies are latency-bound,
+/// so the broker must answer as soon as a record arrives; how long it then holds an empty fetch decides how
+/// often an idle consumer asks again, i.e. the broker's CPU while idle.
+///
+/// Brokers differ here. Apache Kafka parks a fetch and wakes it when a record arrives, so a long wait costs
+/// nothing in latency. tansu and nisshi re-read their storage in rounds while they hold a fetch, sleeping
+/// half of the remaining wait between rounds: a record that arrives early in a hold waits up to half the
+/// wait, and a short wait makes an idle consumer re-fetch hundreds of times a second (measured figures in
+/// docs/BROKER.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchSettings {
+    /// `KAFKA_FETCH_WAIT_MS`: `fetch.wait.max.ms` of every consumer of commands and replies.
+    pub wait_ms: u32,
+    /// `KAFKA_FETCH_MIN_BYTES`: `fetch.min.bytes`; 1 answers as soon as any record is there.
+    pub min_bytes: u32,
+}
+
+impl FetchSettings {
+    /// The default `KAFKA_FETCH_WAIT_MS`.
+    pub const DEFAULT_WAIT_MS: u32 = 20;
+    /// The default `KAFKA_FETCH_MIN_BYTES`.
+    pub const DEFAULT_MIN_BYTES: u32 = 1;
+
+    pub fn from_env() -> anyhow::Result<Self> {
+        use crate::config::env_parse;
+        let settings = Self {
+            wait_ms: env_parse("KAFKA_FETCH_WAIT_MS", Self::DEFAULT_WAIT_MS)?,
+            min_bytes: env_parse("KAFKA_FETCH_MIN_BYTES", Self::DEFAULT_MIN_BYTES)?,
+        };
+        anyhow::ensure!(
+            settings.min_bytes >= 1,
+            "KAFKA_FETCH_MIN_BYTES must be at least 1"
+        );
+        Ok(settings)
+    }
+
+    /// Sets `fetch.wait.max.ms` and `fetch.min.bytes` on a consumer's configuration.
+    pub fn apply<'a>(&self, config: &'a mut ClientConfig) -> &'a mut ClientConfig {
+        config
+            .set("fetch.wait.max.ms", self.wait_ms.to_string())
+            .set("fetch.min.bytes", self.min_bytes.to_string())
+    }
+}
+
+impl Default for FetchSettings {
+    fn default() -> Self {
+        Self {
+            wait_ms: Self::DEFAULT_WAIT_MS,
+            min_bytes: Self::DEFAULT_MIN_BYTES,
+        }
+    }
 }
 
 /// How long a producer waits to fill a batch by default (`KAFKA_LINGER_MS`).

@@ -120,8 +120,14 @@ pub struct TestEnv {
 }
 
 impl TestEnv {
-    /// Creates and migrates a database and creates the topics.
+    /// Creates and migrates a database and creates the topics on the shared broker.
     pub async fn new() -> Self {
+        Self::on_brokers(&infra().kafka_brokers).await
+    }
+
+    /// Like [`new`](Self::new), with the topics on these brokers (e.g. a test's own
+    /// [`PrivateBroker`](crate::broker::PrivateBroker)) instead of the shared one.
+    pub async fn on_brokers(kafka_brokers: &str) -> Self {
         crate::init_tracing();
         let infra = infra();
         let id = Uuid::new_v4().simple().to_string();
@@ -137,10 +143,11 @@ impl TestEnv {
 
         let settings = Settings {
             database_url: with_database(&infra.admin_database_url, &db_name),
-            kafka_brokers: infra.kafka_brokers.clone(),
+            kafka_brokers: kafka_brokers.to_owned(),
             topic_prefix: format!("t-{id}."),
             token_secret: format!("test-secret-{}", Uuid::new_v4().simple()),
             db_max_connections: DB_CONNECTIONS_PER_INSTANCE,
+            kafka_fetch: Default::default(),
         };
         let db = concert_core::db::pool(&settings.database_url, 8).expect("pool");
         concert_core::db::migrate(&db)

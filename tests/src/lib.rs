@@ -12,6 +12,7 @@
 //! # }
 //! ```
 
+pub mod broker;
 pub mod client;
 pub mod env;
 pub mod kafka;

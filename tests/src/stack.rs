@@ -28,6 +28,8 @@ pub struct StackBuilder {
     rate_limit_per_user: Option<u32>,
     /// A change to the configuration of the in-process api instances.
     configure_apis: Option<fn(&mut ApiConfig)>,
+    /// Brokers other than the shared ones (a test's own broker).
+    kafka_brokers: Option<String>,
 }
 
 impl StackBuilder {
@@ -85,6 +87,13 @@ impl StackBuilder {
         self
     }
 
+    /// Runs the stack on these brokers instead of the shared ones (e.g. a test's own
+    /// [`PrivateBroker`](crate::broker::PrivateBroker), which it may restart).
+    pub fn kafka_brokers(mut self, brokers: &str) -> Self {
+        self.kafka_brokers = Some(brokers.to_owned());
+        self
+    }
+
     pub async fn start(self) -> TestStack {
         let heavy = !self.process_workers.is_empty()
             || self.process_apis > 0
@@ -94,7 +103,10 @@ impl StackBuilder {
         } else {
             None
         };
-        let env = TestEnv::new().await;
+        let env = match &self.kafka_brokers {
+            Some(brokers) => TestEnv::on_brokers(brokers).await,
+            None => TestEnv::new().await,
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut stack = TestStack {
             env,

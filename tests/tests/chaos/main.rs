@@ -10,11 +10,15 @@
 //! 4. the outbox relay aborted between the broker's confirmation and marking the batch
 //!    (`CHAOS_RELAY_ABORT_AFTER_PUBLISH`): a restarted relay publishes the batch again.
 //!
+//! Broker restarts under load (SIGTERM, then SIGKILL) are a test of their own, `broker_restart.rs`: it needs
+//! a broker it may stop, so it starts a private nisshi instead of using the shared broker.
+//!
 //! Then, from Postgres and the topics: no seat sold twice, no two live holds on a seat at once, money
 //! conserved, every accepted request decided exactly once as its client saw it, payments = distinct payment
 //! events, FIFO admission. The figures are printed (`cargo test -p concert-tests --test chaos -- --nocapture`)
 //! and repeated in the failure message. Needs `cargo build --workspace --bins` first (`./dev test` does it).
 
+mod broker_restart;
 mod checks;
 mod faults;
 mod load;

@@ -35,7 +35,11 @@ const LINGER: Duration = Duration::from_millis(2);
 type CommandConsumer = StreamConsumer<CommitOnRevoke>;
 
 fn create_consumer(config: &WorkerConfig) -> anyhow::Result<CommandConsumer> {
-    concert_core::kafka::client_config(&config.settings.kafka_brokers)
+    let mut client = concert_core::kafka::client_config(&config.settings.kafka_brokers);
+    // Commands are latency-bound: the broker must answer a fetch as soon as a command arrives; how long it
+    // holds an empty one is a trade of idle broker CPU against latency (see FetchSettings).
+    config.settings.kafka_fetch.apply(&mut client);
+    client
         .set("group.id", &config.group_id)
         .set("client.id", "concert-worker")
         // Offsets are stored by hand after the batch committed; auto-commit then commits only those.
@@ -44,9 +48,6 @@ fn create_consumer(config: &WorkerConfig) -> anyhow::Result<CommandConsumer> {
         .set("auto.commit.interval.ms", "1000")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
-        // Commands are latency-bound: ask the broker to answer a fetch within a few ms. Left at the 500 ms
-        // default, a broker that holds fetches until the wait runs out (tansu does) adds that to every command.
-        .set("fetch.wait.max.ms", "5")
         .create_with_context(CommitOnRevoke::default())
         .context("creating the Kafka consumer")
 }

@@ -16,6 +16,7 @@ fn config(db: &TestDb, roles: Roles) -> WorkerConfig {
         topic_prefix: "unused.".into(),
         token_secret: "a-test-secret-of-enough-length".into(),
         db_max_connections: 4,
+        kafka_fetch: Default::default(),
     };
     WorkerConfig {
         roles,
