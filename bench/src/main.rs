@@ -14,6 +14,7 @@ mod race;
 mod report;
 mod setup;
 mod stats;
+mod streams;
 mod svg;
 mod verify;
 mod workers;
@@ -39,6 +40,15 @@ use crate::verify::Ledger;
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(n) = args.streams {
+        return match streams::run(&args, n).await {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("concert-bench --streams: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     match run(&args).await {
         Ok(h) if h.oversold > 0 || h.lost > 0 => ExitCode::from(2),
         Ok(_) => ExitCode::SUCCESS,

@@ -4,10 +4,13 @@
 
 mod balance;
 mod catalog;
+mod claim_races;
+mod claims;
 mod holds;
 mod operations;
 mod outbox;
 mod payments;
+mod queue_events;
 mod races;
 mod requests;
 mod support;
