@@ -2,7 +2,7 @@
 //! signature and the in-memory room cache only.
 
 use chrono::Utc;
-use concert_core::admission::PlaceStatus;
+use concert_core::admission::{EndReason, PlaceStatus};
 use concert_core::token::QueueClaims;
 use concert_core::ErrorCode;
 use uuid::Uuid;
@@ -51,10 +51,23 @@ pub fn status(state: &AppState, claims: &QueueClaims) -> PlaceStatus {
     state
         .rooms
         .status(claims.cid, claims.seq as i64, Utc::now())
-        .unwrap_or(PlaceStatus::Waiting {
-            position: claims.seq as i64,
-            eta_seconds: None,
-        })
+        .unwrap_or_else(|| unseen_room(claims))
+}
+
+/// The place's status for a request made with its queue token: such a request claims an admitted place
+/// (see `claim_seconds`), recorded in memory and written in the next batch.
+pub fn status_claiming(state: &AppState, claims: &QueueClaims) -> PlaceStatus {
+    state
+        .rooms
+        .status_claiming(claims.cid, claims.seq as i64, Utc::now())
+        .unwrap_or_else(|| unseen_room(claims))
+}
+
+fn unseen_room(claims: &QueueClaims) -> PlaceStatus {
+    PlaceStatus::Waiting {
+        position: claims.seq as i64,
+        eta_seconds: None,
+    }
 }
 
 /// Verifies the token and lets only an ACTIVE place through (see [`admitted`]).
@@ -69,9 +82,10 @@ pub fn require_active(
     Ok(claims)
 }
 
-/// Is the verified place ACTIVE? WAITING is 403 with the position, EXPIRED or COMPLETED is 401.
+/// Is the verified place ACTIVE? WAITING is 403 with the position, EXPIRED or COMPLETED is 401. The
+/// call claims the place.
 pub fn admitted(state: &AppState, claims: &QueueClaims) -> ApiResult<()> {
-    match status(state, claims) {
+    match status_claiming(state, claims) {
         PlaceStatus::Active { .. } => Ok(()),
         PlaceStatus::Waiting { position, .. } => Err(concert_core::Problem::new(
             ErrorCode::QueueNotAdmitted,
@@ -79,9 +93,14 @@ pub fn admitted(state: &AppState, claims: &QueueClaims) -> ApiResult<()> {
         )
         .with_position(position as u64)
         .into()),
-        PlaceStatus::Expired => Err(ApiError::new(
+        PlaceStatus::Expired { reason } => Err(ApiError::new(
             ErrorCode::QueueTokenExpired,
-            "the active window has closed; join again",
+            match reason {
+                EndReason::NotClaimed => {
+                    "the place was not claimed in time after admission; join again"
+                }
+                EndReason::WindowEnded => "the active window has closed; join again",
+            },
         )),
         PlaceStatus::Completed => Err(ApiError::new(
             ErrorCode::QueueTokenExpired,

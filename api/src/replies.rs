@@ -70,6 +70,7 @@ impl ReplyHub {
         if let Some(place) = reply.completed_place {
             self.rooms.mark_completed(place);
         }
+        self.rooms.learn_join(&reply);
         let now = Instant::now();
         let mut inner = self.inner.lock().expect("reply hub lock");
         for waiter in inner.waiters.remove(&reply.request_id).unwrap_or_default() {

@@ -24,7 +24,7 @@ use crate::config::ApiConfig;
 use crate::error::problem_response;
 use crate::openapi::ApiDoc;
 use crate::replies::{run_reply_reader, ReplyHub};
-use crate::rooms::{run_refresher, RoomCache};
+use crate::rooms::{run_claim_writer, run_refresher, RoomCache};
 use crate::state::{AppState, DateCache};
 
 /// Outcomes kept in memory per instance, and for how long.
@@ -32,6 +32,9 @@ const REPLY_CAPACITY: usize = 200_000;
 const REPLY_TTL: Duration = Duration::from_secs(120);
 /// How stale the waiting-room cache may get.
 const ROOM_REFRESH: Duration = Duration::from_millis(250);
+/// How often the claims seen by this instance are written (one statement per beat). Well inside
+/// `CLAIM_GRACE_MS`, the time the ticker waits past a claim deadline before ending unclaimed places.
+const CLAIM_WRITE: Duration = Duration::from_millis(250);
 /// Largest request body accepted.
 const BODY_LIMIT: usize = 64 * 1024;
 
@@ -97,6 +100,12 @@ impl Application {
             state.rooms.clone(),
             state.pool.clone(),
             ROOM_REFRESH,
+            shutdown.clone(),
+        ));
+        tokio::spawn(run_claim_writer(
+            state.rooms.clone(),
+            state.pool.clone(),
+            CLAIM_WRITE,
             shutdown.clone(),
         ));
         tokio::spawn(prune_replies(state.replies.clone(), shutdown.clone()));

@@ -255,12 +255,7 @@ pub fn join_view(state: &AppState, user: Uuid, place: &JoinResult) -> JoinView {
 }
 
 pub fn status_name(status: &PlaceStatus) -> &'static str {
-    match status {
-        PlaceStatus::Waiting { .. } => "WAITING",
-        PlaceStatus::Active { .. } => "ACTIVE",
-        PlaceStatus::Expired => "EXPIRED",
-        PlaceStatus::Completed => "COMPLETED",
-    }
+    status.name()
 }
 
 /// Workers store a join's place; clients get it as a signed queue token.

@@ -120,6 +120,13 @@ pub struct Args {
     /// Seed of the seat choices [default: random].
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Instead of the on-sale: hold this many live-update streams open on one api, admit them in one
+    /// step, and report push latency and memory per stream (writes streams.json).
+    #[arg(long)]
+    pub streams: Option<usize>,
+    /// The api process whose memory `--streams` reads [default: the one concert-api process].
+    #[arg(long)]
+    pub api_pid: Option<u32>,
     /// Where report.json and latency.svg go.
     #[arg(long, default_value = "target/bench")]
     pub out_dir: PathBuf,

@@ -21,6 +21,7 @@ mod scale;
 mod setup;
 mod spread;
 mod stats;
+mod streams;
 mod svg;
 mod verify;
 mod workers;
@@ -49,6 +50,15 @@ use crate::verify::Ledger;
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(n) = args.streams {
+        return match streams::run(&args, n).await {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("concert-bench --streams: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     match run(&args).await {
         Ok(h) => {
             let failures = h.failures();

@@ -20,6 +20,7 @@ const COMMANDS: &str = "concert_worker_commands_total";
 const DEAD_LETTERS: &str = "concert_worker_dead_letters_total";
 const EVENTS_PUBLISHED: &str = "concert_worker_outbox_published_total";
 const ADMITTED: &str = "concert_worker_admitted_total";
+const ABANDONED: &str = "concert_worker_abandoned_total";
 const HOLDS_EXPIRED: &str = "concert_worker_holds_expired_total";
 const LAST_OFFSET: &str = "concert_worker_last_offset";
 const BATCH_SIZE: &str = "concert_worker_batch_size";
@@ -51,6 +52,10 @@ pub(crate) fn events_published(count: usize) {
 
 pub(crate) fn admitted(count: i64) {
     metrics::counter!(ADMITTED).increment(count.max(0) as u64);
+}
+
+pub(crate) fn abandoned(count: i64) {
+    metrics::counter!(ABANDONED).increment(count.max(0) as u64);
 }
 
 pub(crate) fn holds_expired(count: u64) {

@@ -46,7 +46,7 @@ pub(crate) async fn run(
 /// One pass over the rooms with someone waiting, each in its own transaction.
 async fn admit_round(pool: &PgPool) -> anyhow::Result<()> {
     let mut conn = pool.acquire().await.context("getting a connection")?;
-    let rooms = queue::rooms_with_waiting(&mut conn).await?;
+    let rooms = queue::rooms_with_work(&mut conn).await?;
     drop(conn);
     let mut failed = None;
     for concert_id in rooms {
@@ -65,39 +65,64 @@ async fn admit_round(pool: &PgPool) -> anyhow::Result<()> {
     failed.map_or(Ok(()), Err)
 }
 
-/// Admits as many as the policy allows now. Returns how many were admitted.
+/// Ends the places nobody claimed in time, then admits as many as the policy allows now, in one
+/// transaction under the room lock: the slots the ghosts held go to the next in line in the same step.
+/// Returns how many were admitted.
 #[instrument(skip_all, fields(%concert_id))]
 async fn admit_room(pool: &PgPool, concert_id: Uuid) -> anyhow::Result<i64> {
     let mut tx = pool.begin().await.context("starting a transaction")?;
     let Some(room) = queue::lock_room_for_admission(&mut tx, concert_id).await? else {
         return Ok(0);
     };
+    let abandoned = queue::end_unclaimed(&mut tx, concert_id).await?;
+    let admitted = admit_waiting(&mut tx, concert_id, &room).await?;
+    if abandoned == 0 && admitted == 0 {
+        return Ok(0);
+    }
+    tx.commit().await.context("committing the admission step")?;
+    if abandoned > 0 {
+        tracing::debug!(abandoned, "ended unclaimed places");
+        metrics::abandoned(abandoned);
+    }
+    if admitted > 0 {
+        tracing::debug!(
+            from = room.admitted_upto + 1,
+            upto = room.admitted_upto + admitted,
+            "admitted"
+        );
+        metrics::admitted(admitted);
+    }
+    Ok(admitted)
+}
+
+/// The admission step itself, inside the caller's transaction. Returns how many were admitted.
+async fn admit_waiting(
+    tx: &mut sqlx::PgConnection,
+    concert_id: Uuid,
+    room: &queue::RoomForAdmission,
+) -> anyhow::Result<i64> {
     let waiting = room.last_seq - room.admitted_upto;
     if waiting <= 0 {
         return Ok(0);
     }
-    let active = queue::active_count(&mut tx, concert_id).await?;
+    let active = queue::active_count(tx, concert_id).await?;
     let step = admit_step(&room.policy, waiting, active, room.now, room.next_admit_at);
     if step.count <= 0 {
         return Ok(0);
     }
+    let active_until = room.now + TimeDelta::seconds(i64::from(room.policy.active_seconds));
     let admission = AdmissionStep {
         concert_id,
         old_upto: room.admitted_upto,
         count: step.count,
         admitted_at: room.now,
-        active_until: room.now + TimeDelta::seconds(i64::from(room.policy.active_seconds)),
+        active_until,
+        claim_until: (room.now + TimeDelta::seconds(i64::from(room.policy.claim_seconds)))
+            .min(active_until),
         next_admit_at: step.next_admit_at,
     };
-    if !queue::admit(&mut tx, &admission).await? {
+    if !queue::admit(tx, &admission).await? {
         return Ok(0);
     }
-    tx.commit().await.context("committing the admission step")?;
-    tracing::debug!(
-        from = admission.old_upto + 1,
-        upto = admission.old_upto + step.count,
-        "admitted"
-    );
-    metrics::admitted(step.count);
     Ok(step.count)
 }

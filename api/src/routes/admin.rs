@@ -119,6 +119,8 @@ pub struct WaitingRoomView {
     pub admitted_total: i64,
     /// Places given out since the room opened.
     pub joined_total: i64,
+    /// Admitted places ended because nobody used them within `claim_seconds`.
+    pub abandoned_total: i64,
 }
 
 async fn room_view(state: &AppState, concert_id: Uuid) -> ApiResult<WaitingRoomView> {
@@ -136,6 +138,7 @@ async fn room_view(state: &AppState, concert_id: Uuid) -> ApiResult<WaitingRoomV
         active,
         admitted_total: room.admitted_upto,
         joined_total: room.last_seq,
+        abandoned_total: room.abandoned_total,
     })
 }
 

@@ -19,7 +19,11 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The database and the broker are reachable.
+/// How old the waiting-room cache may be before the instance stops calling itself ready: it answers
+/// statuses and admission checks from that cache.
+const CACHE_STALE_AFTER: Duration = Duration::from_secs(5);
+
+/// The database and the broker are reachable, and the waiting-room cache refreshed recently.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200), (status = 503, body = concert_core::Problem)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let database = tokio::time::timeout(
@@ -37,17 +41,23 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     })
     .await
     .unwrap_or(false);
-    if database && broker {
-        Json(json!({"status": "ready", "database": "up", "broker": "up"})).into_response()
+    let cache = state.rooms.is_fresh(CACHE_STALE_AFTER);
+    if database && broker && cache {
+        Json(json!({"status": "ready", "database": "up", "broker": "up", "waiting_room_cache": "fresh"}))
+            .into_response()
     } else {
-        let down: Vec<&str> = [("database", database), ("broker", broker)]
-            .iter()
-            .filter(|(_, up)| !up)
-            .map(|(n, _)| *n)
-            .collect();
+        let down: Vec<&str> = [
+            ("the database is unreachable", database),
+            ("the broker is unreachable", broker),
+            ("the waiting-room cache is stale", cache),
+        ]
+        .iter()
+        .filter(|(_, up)| !up)
+        .map(|(n, _)| *n)
+        .collect();
         ApiError::new(
             ErrorCode::Unavailable,
-            format!("not ready: {} unreachable", down.join(" and ")),
+            format!("not ready: {}", down.join(", ")),
         )
         .into_response()
     }

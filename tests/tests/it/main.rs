@@ -5,12 +5,15 @@
 mod balance;
 mod catalog;
 mod edges;
+mod claim_races;
+mod claims;
 mod holds;
 mod limits;
 mod my_holds;
 mod operations;
 mod outbox;
 mod payments;
+mod queue_events;
 mod races;
 mod requests;
 mod secrets;

@@ -53,7 +53,8 @@ struct LivePlaceRow {
     joined_at: DateTime<Utc>,
 }
 
-/// The live place of each of these (concert, user) pairs that has one: not completed, and either still
+/// The live place of each of these (concert, user) pairs that has one: not completed, not ended (an
+/// unclaimed admission ends the place), and either still
 /// waiting or inside an admission step whose window is open. Run with the rooms locked, so no frontier
 /// moves underneath.
 pub(crate) async fn live_places(
@@ -66,7 +67,7 @@ pub(crate) async fn live_places(
          FROM (SELECT DISTINCT * FROM UNNEST($1::uuid[], $2::uuid[])) AS w(concert_id, user_id)
          JOIN waiting_rooms r ON r.concert_id = w.concert_id
          JOIN queue_entries q ON q.concert_id = w.concert_id AND q.user_id = w.user_id
-         WHERE q.completed_at IS NULL
+         WHERE q.completed_at IS NULL AND q.ended_at IS NULL
            AND (q.seq > r.admitted_upto OR EXISTS (
                  SELECT 1 FROM admissions a
                  WHERE a.concert_id = q.concert_id AND a.upto_seq >= q.seq AND a.from_seq <= q.seq
@@ -165,14 +166,83 @@ pub(crate) async fn complete_places(
     Ok(())
 }
 
-/// Concerts with someone waiting to be admitted.
-pub(crate) async fn rooms_with_waiting(conn: &mut PgConnection) -> anyhow::Result<Vec<Uuid>> {
+/// Concerts with someone waiting to be admitted, or with admission steps whose claim deadline passed and
+/// whose unclaimed places are still to be ended.
+pub(crate) async fn rooms_with_work(conn: &mut PgConnection) -> anyhow::Result<Vec<Uuid>> {
     sqlx::query_scalar(
-        "SELECT concert_id FROM waiting_rooms WHERE admitted_upto < last_seq ORDER BY concert_id",
+        "SELECT concert_id FROM waiting_rooms WHERE admitted_upto < last_seq
+         UNION
+         SELECT DISTINCT concert_id FROM admissions
+         WHERE NOT claims_settled AND claim_until + make_interval(secs => $1) <= now()
+         ORDER BY concert_id",
     )
+    .bind(claim_grace_secs())
     .fetch_all(conn)
     .await
-    .context("listing waiting rooms with people waiting")
+    .context("listing waiting rooms with work to do")
+}
+
+fn claim_grace_secs() -> f64 {
+    concert_core::admission::CLAIM_GRACE_MS as f64 / 1000.0
+}
+
+/// Ends the places nobody claimed in the admission steps whose claim deadline (plus the grace that lets
+/// batched claims land) has passed, and counts them in the room's `abandoned_total`. Each step is settled
+/// once. Run under the room lock, before counting the active places, so freed slots are refilled in the
+/// same step.
+///
+/// A claim racing this statement: both lock the place's row (in seq order, so they cannot deadlock) and
+/// re-check their condition on the row they get, so either the claim lands first and the place is not
+/// ended, or the place is ended first and the claim does not land (the api then learns the end).
+pub(crate) async fn end_unclaimed(
+    conn: &mut PgConnection,
+    concert_id: Uuid,
+) -> anyhow::Result<i64> {
+    let due: Vec<(i64, i64)> = sqlx::query_as(
+        "UPDATE admissions SET claims_settled = true
+         WHERE concert_id = $1 AND NOT claims_settled AND claim_until + make_interval(secs => $2) <= now()
+         RETURNING from_seq, upto_seq",
+    )
+    .bind(concert_id)
+    .bind(claim_grace_secs())
+    .fetch_all(&mut *conn)
+    .await
+    .context("settling admission steps past their claim deadline")?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let (froms, uptos): (Vec<i64>, Vec<i64>) = due.into_iter().unzip();
+    let ended = sqlx::query(
+        "WITH target AS (
+             SELECT q.seq FROM queue_entries q
+             JOIN unnest($2::bigint[], $3::bigint[]) r(from_seq, upto_seq)
+               ON q.seq BETWEEN r.from_seq AND r.upto_seq
+             WHERE q.concert_id = $1 AND q.claimed_at IS NULL AND q.completed_at IS NULL
+               AND q.ended_at IS NULL
+             ORDER BY q.seq
+             FOR UPDATE OF q)
+         UPDATE queue_entries q SET ended_at = now()
+         FROM target WHERE q.concert_id = $1 AND q.seq = target.seq",
+    )
+    .bind(concert_id)
+    .bind(&froms)
+    .bind(&uptos)
+    .execute(&mut *conn)
+    .await
+    .context("ending unclaimed places")?
+    .rows_affected() as i64;
+    if ended > 0 {
+        sqlx::query(
+            "UPDATE waiting_rooms SET abandoned_total = abandoned_total + $2, updated_at = now()
+             WHERE concert_id = $1",
+        )
+        .bind(concert_id)
+        .bind(ended)
+        .execute(conn)
+        .await
+        .context("counting abandoned places")?;
+    }
+    Ok(ended)
 }
 
 /// A locked waiting room as the admission ticker sees it.
@@ -192,6 +262,7 @@ struct RoomRow {
     interval_seconds: Option<i32>,
     active_seconds: i32,
     hold_seconds: i32,
+    claim_seconds: i32,
     last_seq: i64,
     admitted_upto: i64,
     next_admit_at: Option<DateTime<Utc>>,
@@ -210,7 +281,7 @@ pub(crate) async fn lock_room_for_admission(
         .context("setting lock_timeout")?;
     let row: Option<RoomRow> = sqlx::query_as(
         "SELECT max_active_users, admit_per_interval, interval_seconds, active_seconds, hold_seconds,
-                last_seq, admitted_upto, next_admit_at, now() AS now
+                claim_seconds, last_seq, admitted_upto, next_admit_at, now() AS now
          FROM waiting_rooms WHERE concert_id = $1
          FOR UPDATE",
     )
@@ -225,6 +296,7 @@ pub(crate) async fn lock_room_for_admission(
             interval_seconds: r.interval_seconds,
             active_seconds: r.active_seconds,
             hold_seconds: r.hold_seconds,
+            claim_seconds: r.claim_seconds,
         },
         last_seq: r.last_seq,
         admitted_upto: r.admitted_upto,
@@ -240,7 +312,8 @@ pub(crate) fn is_lock_timeout(err: &anyhow::Error) -> bool {
         .any(|e| matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03")))
 }
 
-/// Users ACTIVE now: everyone in an admission step whose window is open, less those who completed.
+/// Users ACTIVE now: everyone in an admission step whose window is open, less those who completed or
+/// were ended for want of a claim.
 pub(crate) async fn active_count(conn: &mut PgConnection, concert_id: Uuid) -> anyhow::Result<i64> {
     sqlx::query_scalar(
         "SELECT COALESCE(SUM(a.upto_seq - a.from_seq + 1 - done.n), 0)::bigint
@@ -248,7 +321,7 @@ pub(crate) async fn active_count(conn: &mut PgConnection, concert_id: Uuid) -> a
          CROSS JOIN LATERAL (
              SELECT count(*) AS n FROM queue_entries q
              WHERE q.concert_id = a.concert_id AND q.seq BETWEEN a.from_seq AND a.upto_seq
-               AND q.completed_at IS NOT NULL) done
+               AND (q.completed_at IS NOT NULL OR q.ended_at IS NOT NULL)) done
          WHERE a.concert_id = $1 AND a.active_until > now()",
     )
     .bind(concert_id)
@@ -265,6 +338,8 @@ pub(crate) struct AdmissionStep {
     pub count: i64,
     pub admitted_at: DateTime<Utc>,
     pub active_until: DateTime<Utc>,
+    /// Places not claimed by then end.
+    pub claim_until: DateTime<Utc>,
     pub next_admit_at: Option<DateTime<Utc>>,
 }
 
@@ -287,14 +362,15 @@ pub(crate) async fn admit(conn: &mut PgConnection, step: &AdmissionStep) -> anyh
         return Ok(false);
     }
     sqlx::query(
-        "INSERT INTO admissions (concert_id, from_seq, upto_seq, admitted_at, active_until)
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO admissions (concert_id, from_seq, upto_seq, admitted_at, active_until, claim_until)
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(step.concert_id)
     .bind(step.old_upto + 1)
     .bind(step.old_upto + step.count)
     .bind(step.admitted_at)
     .bind(step.active_until)
+    .bind(step.claim_until)
     .execute(conn)
     .await
     .context("recording the admission step")?;
