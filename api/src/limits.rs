@@ -159,6 +159,7 @@ mod tests {
                 topic_prefix: String::new(),
                 token_secret: "x".repeat(32),
                 db_max_connections: 1,
+                kafka_fetch: Default::default(),
             })
         }
     }

@@ -131,6 +131,7 @@ mod tests {
             topic_prefix: String::new(),
             token_secret: "a-very-secret-value-of-forty-bytes-long!".into(),
             db_max_connections: 4,
+            kafka_fetch: Default::default(),
         };
         let shown = format!("{settings:?}");
         assert!(!shown.contains("a-very-secret"), "{shown}");
