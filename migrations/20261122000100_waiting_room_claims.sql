@@ -43,6 +43,3 @@ BEGIN
 END $$;
 CREATE TRIGGER queue_entry_changed BEFORE UPDATE ON queue_entries
     FOR EACH ROW EXECUTE FUNCTION queue_entry_changed();
-
--- A repeated join answered without publishing names the request that gave the place.
-CREATE INDEX requests_joins_by_user ON requests (user_id, created_at DESC) WHERE kind = 'JOIN';

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use concert_core::admission::{Admission, Policy};
-use concert_core::commands::JoinResult;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
@@ -202,40 +201,6 @@ pub async fn write_claims(pool: &PgPool, claims: &[Claim]) -> Result<u64, sqlx::
     .execute(pool)
     .await?;
     Ok(done.rows_affected())
-}
-
-/// The user's newest place in the concert's line that has neither completed nor ended, with the join
-/// request that gave it (`None` if that request is not found). The caller judges whether it is live.
-pub async fn newest_place(
-    pool: &PgPool,
-    concert_id: Uuid,
-    user_id: Uuid,
-) -> Result<Option<(JoinResult, Option<Uuid>)>, sqlx::Error> {
-    let row: Option<(i64, DateTime<Utc>, Option<Uuid>)> = sqlx::query_as(
-        "SELECT q.seq, q.joined_at,
-                (SELECT r.request_id FROM requests r
-                 WHERE r.user_id = q.user_id AND r.kind = 'JOIN' AND r.status = 'SUCCEEDED'
-                   AND r.result->>'concert_id' = q.concert_id::text
-                   AND (r.result->>'seq')::bigint = q.seq
-                 ORDER BY r.created_at LIMIT 1)
-         FROM queue_entries q
-         WHERE q.concert_id = $1 AND q.user_id = $2 AND q.completed_at IS NULL AND q.ended_at IS NULL
-         ORDER BY q.seq DESC LIMIT 1",
-    )
-    .bind(concert_id)
-    .bind(user_id)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(|(seq, joined_at, request_id)| {
-        (
-            JoinResult {
-                concert_id,
-                seq,
-                joined_at,
-            },
-            request_id,
-        )
-    }))
 }
 
 /// One room's policy and counters, straight from the database (admin view).

@@ -49,7 +49,7 @@ pub async fn join(
     let (request_id, reply) = match decided {
         Some((request_id, reply)) => (request_id, Some(reply)),
         None => {
-            if let Some(known) = live_place(&state, concert_id, user).await? {
+            if let Some(known) = live_place(&state, concert_id, user) {
                 metrics::counter!("joins_answered_from_cache_total").increment(1);
                 let place = JoinResult {
                     concert_id,
@@ -82,24 +82,12 @@ fn created(state: &AppState, user: Uuid, place: &JoinResult, request_id: Uuid) -
     (StatusCode::CREATED, Json(body)).into_response()
 }
 
-/// The user's live place: from memory (learned from the JOIN replies every instance reads), else from
-/// Postgres (a reply this instance missed, or a restart), then remembered.
-async fn live_place(
-    state: &AppState,
-    concert_id: Uuid,
-    user: Uuid,
-) -> ApiResult<Option<KnownPlace>> {
-    let now = Utc::now();
-    if let Some(known) = state.rooms.live_place(concert_id, user, now) {
-        return Ok(Some(known));
-    }
-    let Some((place, Some(request_id))) =
-        crate::db::rooms::newest_place(&state.pool, concert_id, user).await?
-    else {
-        return Ok(None);
-    };
-    state.rooms.learn_place(user, &place, request_id);
-    Ok(state.rooms.live_place(concert_id, user, now))
+/// The user's live place, from memory: every instance learns each place from the JOIN replies it reads.
+/// There is deliberately no database fallback: a flash crowd's first joins would each cost a query (and
+/// exhaust the pool). An instance that missed the reply (it started later) publishes the join, and the
+/// worker answers with the same live place: the answer is the same, only the shortcut is lost.
+fn live_place(state: &AppState, concert_id: Uuid, user: Uuid) -> Option<KnownPlace> {
+    state.rooms.live_place(concert_id, user, Utc::now())
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
