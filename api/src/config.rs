@@ -6,6 +6,8 @@ use anyhow::Context;
 use concert_core::config::{env_or, env_parse, Settings};
 use concert_core::kafka::DEFAULT_LINGER_MS;
 
+use crate::shedding::LoadLimits;
+
 /// Everything the api needs to run; tests build it with [`ApiConfig::for_tests`].
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -22,6 +24,8 @@ pub struct ApiConfig {
     pub access_token_ttl: Duration,
     /// `KAFKA_LINGER_MS`, how long the command producer waits to fill a batch.
     pub kafka_linger_ms: u32,
+    /// Concurrency, timeouts and the publish bound (see [`crate::shedding`]).
+    pub limits: LoadLimits,
 }
 
 /// The largest balance one user may hold, in won.
@@ -47,6 +51,7 @@ impl ApiConfig {
             ),
             kafka_linger_ms: env_parse("KAFKA_LINGER_MS", DEFAULT_LINGER_MS)
                 .context("KAFKA_LINGER_MS")?,
+            limits: LoadLimits::from_env()?,
         })
     }
 
@@ -60,6 +65,7 @@ impl ApiConfig {
             join_wait: Duration::from_secs(10),
             access_token_ttl: Duration::from_secs(3600),
             kafka_linger_ms: DEFAULT_LINGER_MS,
+            limits: LoadLimits::default(),
         }
     }
 }
