@@ -24,6 +24,8 @@ pub struct StackBuilder {
     workers: Vec<Roles>,
     process_apis: usize,
     process_workers: Vec<(String, Vec<(String, String)>)>,
+    /// The database server's maintenance database, when not the shared server.
+    database_server: Option<String>,
 }
 
 impl StackBuilder {
@@ -67,6 +69,13 @@ impl StackBuilder {
         self
     }
 
+    /// Puts the test's database on another server (its maintenance database's URL), e.g. a private one
+    /// the test restarts.
+    pub fn database_server(mut self, admin_database_url: &str) -> Self {
+        self.database_server = Some(admin_database_url.to_owned());
+        self
+    }
+
     pub async fn start(self) -> TestStack {
         let heavy = !self.process_workers.is_empty()
             || self.process_apis > 0
@@ -76,7 +85,10 @@ impl StackBuilder {
         } else {
             None
         };
-        let env = TestEnv::new().await;
+        let env = match &self.database_server {
+            Some(url) => TestEnv::on_server(url).await,
+            None => TestEnv::new().await,
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut stack = TestStack {
             env,

@@ -573,10 +573,72 @@ pub async fn verify(
     let per_fault = latency_around_faults(log, faults);
     let _ = write!(fig, "{per_fault}");
 
+    // ---- a 5xx only ever comes before a command reaches the log ----
+    let (published, after_publish) = failures_after_publish(stack, log).await;
+    let _ = writeln!(
+        fig,
+        "submits answered 5xx: {}, of them with the command already on the log: {} (of {published} commands on the log)",
+        log.submit_failures.len(),
+        after_publish.len()
+    );
+    if !after_publish.is_empty() {
+        v.push(format!(
+            "{} submits were answered 5xx after their command was published (must be 202 with its request id): {:?}",
+            after_publish.len(),
+            &after_publish[..after_publish.len().min(10)]
+        ));
+    }
+    let poll_failures: u64 = log
+        .errors
+        .iter()
+        .filter(|(what, _)| what.starts_with("poll 5"))
+        .map(|(_, n)| n)
+        .sum();
+    if poll_failures > 0 {
+        v.push(format!(
+            "{poll_failures} polls of accepted requests were answered 5xx (must be PENDING when the outcome cannot be read)"
+        ));
+    }
+
     Verdict {
         figures: fig,
         violations,
     }
+}
+
+/// The submits answered 5xx whose command was published by that same submit: an envelope with the request
+/// id, created between the submit's sending and its answer. Returns how many commands the log holds, and
+/// the offending request ids.
+async fn failures_after_publish(stack: &TestStack, log: &Log) -> (usize, Vec<Uuid>) {
+    let env = &stack.env;
+    let mut created: HashMap<Uuid, Vec<DateTime<Utc>>> = HashMap::new();
+    let mut published = 0;
+    for topic in [&env.topics.joins, &env.topics.bookings] {
+        let records =
+            kafka::read_all(&env.settings.kafka_brokers, topic, env.partitions(topic), 1).await;
+        published += records.len();
+        for record in records {
+            let envelope = record.json();
+            let id = envelope["request_id"].as_str().and_then(|s| s.parse().ok());
+            let at = envelope["submitted_at"]
+                .as_str()
+                .and_then(|s| s.parse::<DateTime<Utc>>().ok());
+            if let (Some(id), Some(at)) = (id, at) {
+                created.entry(id).or_default().push(at);
+            }
+        }
+    }
+    let offending = log
+        .submit_failures
+        .iter()
+        .filter(|(id, sent, answered)| {
+            created
+                .get(id)
+                .is_some_and(|ats| ats.iter().any(|at| sent <= at && at <= answered))
+        })
+        .map(|(id, _, _)| *id)
+        .collect();
+    (published, offending)
 }
 
 /// Longest submit-to-outcome a client saw for commands in flight at each fault.

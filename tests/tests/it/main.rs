@@ -4,12 +4,14 @@
 
 mod balance;
 mod catalog;
+mod dead_letters;
 mod holds;
 mod operations;
 mod outbox;
 mod payments;
 mod races;
 mod requests;
+mod shedding;
 mod support;
 mod tokens;
 mod users;
