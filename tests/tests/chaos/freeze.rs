@@ -130,13 +130,22 @@ impl Conductor {
             ),
         );
         let snapshot = self.inflight_after(frozen_at).await;
-        // Its partitions move while it is frozen: each gets a command decided by another worker.
+        // While it is frozen: its partitions move (each gets a command decided by another worker), and the
+        // commands in flight are followed to their outcomes; it is resumed after `freeze` either way.
+        let crowd = self.crowd.clone();
         let resume_at = tokio::time::Instant::now() + freeze - Duration::from_secs(2);
-        let moved = tokio::time::timeout_at(
-            resume_at,
-            wait_partitions_decided(stack, &partitions, frozen_at, Deadline::after(freeze)),
-        )
-        .await;
+        let moved_then_resume = async {
+            let moved = tokio::time::timeout_at(
+                resume_at,
+                wait_partitions_decided(stack, &partitions, frozen_at, Deadline::after(freeze)),
+            )
+            .await;
+            tokio::time::sleep_until(resume_at + Duration::from_secs(2)).await;
+            signal(pid, "CONT");
+            (moved, Utc::now())
+        };
+        let ((moved, resumed_at), drain) =
+            tokio::join!(moved_then_resume, drained(&crowd, frozen_at, snapshot));
         match moved {
             Ok(Ok((first, last))) => self.note(
                 fault,
@@ -149,12 +158,8 @@ impl Conductor {
                 "its partitions had not all moved when it was resumed".into(),
             ),
         }
-        tokio::time::sleep_until(resume_at + Duration::from_secs(2)).await;
-        let resumed_at = Utc::now();
-        signal(pid, "CONT");
-        let resumed = self.record(&format!("SIGCONT {victim}"), resumed_at);
-        let drain = drained(&self.crowd, frozen_at, snapshot).await;
         self.note_drain(fault, "after the freeze", drain);
+        let resumed = self.record(&format!("SIGCONT {victim}"), resumed_at);
         // Its return makes the group rebalance once more; the commands in flight then are followed too.
         let snapshot = self.inflight_after(resumed_at).await;
         let drain = drained(&self.crowd, resumed_at, snapshot).await;

@@ -11,6 +11,7 @@ mod outbox;
 mod payments;
 mod races;
 mod requests;
+mod resume;
 mod shedding;
 mod support;
 mod tokens;
