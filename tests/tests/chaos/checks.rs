@@ -574,7 +574,21 @@ pub async fn verify(
     let _ = write!(fig, "{per_fault}");
 
     // ---- a 5xx only ever comes before a command reaches the log ----
-    let (published, after_publish) = failures_after_publish(stack, log).await;
+    let (published, after_publish, not_on_log) = failures_after_publish(stack, log).await;
+    // Where a lost command went: an accepted command missing from the log was lost by the broker or the
+    // producer; one on the log but never decided was skipped by the consumers.
+    let _ = writeln!(
+        fig,
+        "accepted commands missing from the command topics: {}",
+        not_on_log.len()
+    );
+    if !not_on_log.is_empty() {
+        v.push(format!(
+            "{} accepted commands are not on the command topics (lost between the api and the broker): {:?}",
+            not_on_log.len(),
+            &not_on_log[..not_on_log.len().min(10)]
+        ));
+    }
     let _ = writeln!(
         fig,
         "submits answered 5xx: {}, of them with the command already on the log: {} (of {published} commands on the log)",
@@ -607,9 +621,9 @@ pub async fn verify(
 }
 
 /// The submits answered 5xx whose command was published by that same submit: an envelope with the request
-/// id, created between the submit's sending and its answer. Returns how many commands the log holds, and
-/// the offending request ids.
-async fn failures_after_publish(stack: &TestStack, log: &Log) -> (usize, Vec<Uuid>) {
+/// id, created between the submit's sending and its answer. Returns how many commands the log holds, the
+/// offending request ids, and the accepted requests (decided or not) that are not on the log at all.
+async fn failures_after_publish(stack: &TestStack, log: &Log) -> (usize, Vec<Uuid>, Vec<Uuid>) {
     let env = &stack.env;
     let mut created: HashMap<Uuid, Vec<DateTime<Utc>>> = HashMap::new();
     let mut published = 0;
@@ -638,7 +652,22 @@ async fn failures_after_publish(stack: &TestStack, log: &Log) -> (usize, Vec<Uui
         })
         .map(|(id, _, _)| *id)
         .collect();
-    (published, offending)
+    // Joins are left out of the decided ones: a join while a place is live may be answered without
+    // publishing anything (the v2 contract).
+    let not_on_log = log
+        .seen
+        .iter()
+        .filter(|s| s.kind != CommandKind::Join)
+        .map(|s| s.request_id)
+        .chain(
+            log.undecided
+                .iter()
+                .filter(|u| u.accepted)
+                .map(|u| u.request_id),
+        )
+        .filter(|id| !created.contains_key(id))
+        .collect();
+    (published, offending, not_on_log)
 }
 
 /// Longest submit-to-outcome a client saw for commands in flight at each fault.

