@@ -6,6 +6,8 @@ use anyhow::Context;
 use concert_core::config::{env_or, env_parse, required_secret, Settings};
 use concert_core::kafka::DEFAULT_LINGER_MS;
 
+use crate::shedding::LoadLimits;
+
 /// The development admin token, used only with `CONCERT_ENV=dev`.
 pub const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
 /// Shortest `ADMIN_TOKEN` accepted outside development.
@@ -39,6 +41,8 @@ pub struct ApiConfig {
     /// `TRUST_FORWARDED_FOR=1`: take the client address from `X-Forwarded-For` (set by a trusted proxy)
     /// rather than from the connection.
     pub trust_forwarded_for: bool,
+    /// Concurrency, timeouts and the publish bound (see [`crate::shedding`]).
+    pub limits: LoadLimits,
 }
 
 impl std::fmt::Debug for ApiConfig {
@@ -55,6 +59,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("signups_per_ip_per_minute", &self.signups_per_ip_per_minute)
             .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -95,6 +100,7 @@ impl ApiConfig {
             )
             .context("SIGNUPS_PER_IP_PER_MINUTE")?,
             trust_forwarded_for: env_or("TRUST_FORWARDED_FOR", "0") == "1",
+            limits: LoadLimits::from_env()?,
         })
     }
 
@@ -113,6 +119,7 @@ impl ApiConfig {
             rate_limit_burst: DEFAULT_RATE_LIMIT_BURST,
             signups_per_ip_per_minute: 0,
             trust_forwarded_for: false,
+            limits: LoadLimits::default(),
         }
     }
 }

@@ -108,7 +108,8 @@ pub fn problem_response(problem: &Problem) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/problem+json"),
     );
-    response
+    // A 503 is a blip or load shedding: say when to come back.
+    crate::shedding::with_retry_after(response)
 }
 
 impl IntoResponse for ApiError {

@@ -17,6 +17,7 @@ pub mod queue_gate;
 pub mod replies;
 pub mod rooms;
 pub mod routes;
+pub mod shedding;
 pub mod startup;
 pub mod state;
 pub mod submit;

@@ -22,7 +22,7 @@ use crate::routes::{admin, bookings, catalog, ops, queue, queue_events, requests
         concert_core::commands::HoldResult, concert_core::commands::ReleaseResult, concert_core::commands::PaymentResult,
         concert_core::commands::PaymentEvent, concert_core::admission::Policy, concert_core::seats::SeatStatus,
         crate::submit::JoinView)),
-    modifiers(&Security),
+    modifiers(&Security, &Unavailable),
 )]
 pub struct ApiDoc;
 
@@ -35,5 +35,54 @@ impl Modify for Security {
             || SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
         components.add_security_scheme("bearer", bearer());
         components.add_security_scheme("admin", bearer());
+    }
+}
+
+/// Every operation may be answered `503 UNAVAILABLE` with `Retry-After` (load shedding, a dependency down),
+/// and a submit only before its command is on the log: afterwards the answer is 202 with the request id.
+struct Unavailable;
+
+impl Modify for Unavailable {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+
+        let response = ResponseBuilder::new()
+            .description(
+                "UNAVAILABLE: the service is busy (too many requests in progress, a request that took too long) \
+                 or a dependency is down. Retry after `Retry-After` seconds with the same Idempotency-Key; \
+                 a command is never answered 503 once it is on the log.",
+            )
+            .header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                    .description(Some("seconds to wait before retrying"))
+                    .build(),
+            )
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                operation
+                    .responses
+                    .responses
+                    .entry("503".to_owned())
+                    .or_insert_with(|| RefOr::T(response.clone()));
+            }
+        }
     }
 }

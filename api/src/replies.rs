@@ -15,6 +15,9 @@ use uuid::Uuid;
 
 use crate::rooms::RoomCache;
 
+/// Replies count as flowing while the last one arrived less than this long ago.
+pub const FLOWING_WITHIN: Duration = Duration::from_secs(2);
+
 /// Outcomes seen on the reply topic, and the requests waiting for theirs.
 pub struct ReplyHub {
     inner: Mutex<Inner>,
@@ -26,6 +29,8 @@ pub struct ReplyHub {
 
 #[derive(Default)]
 struct Inner {
+    /// When the reader last handed over a reply: replies flow if that was recent.
+    last_reply: Option<Instant>,
     done: HashMap<Uuid, Reply>,
     order: VecDeque<(Instant, Uuid)>,
     waiters: HashMap<Uuid, Vec<oneshot::Sender<Reply>>>,
@@ -73,6 +78,7 @@ impl ReplyHub {
         self.rooms.learn_join(&reply);
         let now = Instant::now();
         let mut inner = self.inner.lock().expect("reply hub lock");
+        inner.last_reply = Some(now);
         for waiter in inner.waiters.remove(&reply.request_id).unwrap_or_default() {
             let _ = waiter.send(reply.clone());
         }
@@ -83,6 +89,16 @@ impl ReplyHub {
     }
 
     /// Drops outcomes past their time or beyond capacity, and waiters that gave up.
+    /// Whether replies are coming through: one arrived within [`FLOWING_WITHIN`]. While they do, a waiting
+    /// request trusts its reply to come and looks in Postgres only rarely.
+    pub fn flowing(&self) -> bool {
+        self.inner
+            .lock()
+            .expect("reply hub lock")
+            .last_reply
+            .is_some_and(|at| at.elapsed() < FLOWING_WITHIN)
+    }
+
     pub fn prune(&self) {
         let mut inner = self.inner.lock().expect("reply hub lock");
         inner.waiters.retain(|_, senders| {
@@ -234,6 +250,17 @@ mod tests {
         let rx = hub.subscribe(id);
         hub.publish(reply(id));
         assert_eq!(rx.await.unwrap().request_id, id);
+    }
+
+    #[test]
+    fn replies_flow_only_while_they_keep_coming() {
+        let hub = hub(10);
+        assert!(!hub.flowing(), "nothing came yet");
+        hub.publish(reply(Uuid::new_v4()));
+        assert!(hub.flowing());
+        hub.inner.lock().unwrap().last_reply =
+            Some(Instant::now() - FLOWING_WITHIN - Duration::from_millis(1));
+        assert!(!hub.flowing(), "the last reply is too old");
     }
 
     #[tokio::test]

@@ -48,9 +48,10 @@ impl Application {
     pub async fn build(config: ApiConfig) -> anyhow::Result<Self> {
         let settings = &config.settings;
         let pool = concert_core::db::pool(&settings.database_url, settings.db_max_connections)?;
-        let producer = concert_core::kafka::producer_with_linger(
+        let producer = concert_core::kafka::producer_with(
             &settings.kafka_brokers,
             config.kafka_linger_ms,
+            config.limits.publish_timeout,
         )?;
         let rooms = Arc::new(RoomCache::default());
         let state = AppState {
@@ -114,13 +115,8 @@ impl Application {
             shutdown.clone(),
         ));
         tracing::info!(addr = %self.addr(), "api listening");
-        let mut stop = shutdown;
-        // With the peer address, for the per-address sign-up limit.
-        let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, service)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
+        let header_read_timeout = state.config.limits.header_read_timeout;
+        crate::shedding::serve(self.listener, app(state), header_read_timeout, shutdown)
             .await
             .context("serving http")
     }
@@ -136,9 +132,11 @@ async fn prune_replies(hub: Arc<ReplyHub>, mut shutdown: watch::Receiver<bool>) 
     }
 }
 
-/// The router with every route, the docs, and the layers that keep every answer a problem document.
+/// The router with every route, the docs, and the layers that keep every answer a problem document and
+/// the work in progress bounded.
 pub fn app(state: AppState) -> Router {
-    crate::routes::router()
+    let limits = state.config.limits;
+    let router = crate::routes::router()
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .fallback(|| async { problem(ErrorCode::NotFound, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
@@ -154,7 +152,8 @@ pub fn app(state: AppState) -> Router {
             problem(ErrorCode::Internal, "an internal error occurred")
         }))
         .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state);
+    crate::shedding::limit(router, &limits)
 }
 
 fn problem(code: ErrorCode, detail: &str) -> Response {

@@ -20,10 +20,17 @@ use uuid::Uuid;
 use crate::error::{problem_response, ApiError, ApiResult};
 use crate::state::AppState;
 
-/// How long a publish may wait for the broker's acknowledgement before the submit fails with 503.
-const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
-/// While waiting for a reply, how often to look for the stored outcome in case the reply does not come.
+/// How long one look for a stored outcome may take once the command is published: a database that
+/// hangs must not hold the answer (it is then 202 with the request id).
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+/// What a submit keeps of its request's time after the wait for an outcome: a last lookup and rendering.
+const AFTER_PUBLISH_RESERVE: Duration = Duration::from_secs(3);
+/// While waiting for a reply and none has come through lately (the reply reader is behind or down), how
+/// often to look for the stored outcome.
 const STORE_POLL: Duration = Duration::from_millis(750);
+/// How often to look while replies flow: only for a reply that went missing (a worker that could not
+/// send it), so thousands of waiting requests do not poll Postgres.
+const STORE_FALLBACK_POLL: Duration = Duration::from_secs(3);
 
 /// The outcome already decided for this idempotency key, if any; one decided for a different body is refused.
 ///
@@ -78,8 +85,12 @@ pub async fn submit(
     let started = Instant::now();
     publish(state, &envelope).await?;
     metrics::counter!("commands_submitted_total", "kind" => kind.as_str()).increment(1);
+    // From here on the command is on the log: every answer names it (202 when its outcome is not known),
+    // in time: the wait ends early enough for the request timeout never to cut the answer.
+    let wait =
+        crate::shedding::time_left(AFTER_PUBLISH_RESERVE).map_or(wait, |left| wait.min(left));
     let reply = match waiter {
-        Some(rx) => await_outcome(state, request_id, rx, wait).await?,
+        Some(rx) => await_outcome(state, request_id, rx, wait).await,
         None => None,
     };
     if let Some(reply) = &reply {
@@ -123,44 +134,72 @@ async fn publish(state: &AppState, envelope: &CommandEnvelope) -> ApiResult<()> 
     let key = envelope.command.partition_key().to_string();
     let payload = serde_json::to_vec(envelope).map_err(anyhow::Error::from)?;
     let record = FutureRecord::to(topic).key(&key).payload(&payload);
+    // The producer fails a delivery after its message timeout (`KAFKA_PUBLISH_TIMEOUT_MS`); waiting that
+    // long for room in its queue as well keeps the whole publish within about twice that.
     state
         .producer
-        .send(record, Timeout::After(PUBLISH_TIMEOUT))
+        .send(record, Timeout::After(state.config.limits.publish_timeout))
         .await
         .map_err(|(err, _)| ApiError::Broker(err.to_string()))?;
     Ok(())
 }
 
 /// Waits up to `wait` for the outcome: woken by the reply topic, or found in Postgres if the reply is missed.
+///
+/// The command is on the log by then, so nothing here fails: a database that cannot be read only means
+/// the outcome is not known yet (the answer is then 202 with the request id). While replies flow, the
+/// database is looked at rarely ([`STORE_FALLBACK_POLL`]): the reply is what wakes the request.
 pub async fn await_outcome(
     state: &AppState,
     request_id: Uuid,
     mut rx: oneshot::Receiver<Reply>,
     wait: Duration,
-) -> ApiResult<Option<Reply>> {
+) -> Option<Reply> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let next_look = (tokio::time::Instant::now() + STORE_POLL).min(deadline);
+        let every = if state.replies.flowing() {
+            STORE_FALLBACK_POLL
+        } else {
+            STORE_POLL
+        };
+        let next_look = (tokio::time::Instant::now() + every).min(deadline);
         tokio::select! {
-            reply = &mut rx => return Ok(reply.ok()),
+            reply = &mut rx => return reply.ok(),
             _ = tokio::time::sleep_until(next_look) => {
-                if let Some(stored) = crate::db::requests::outcome(&state.pool, request_id).await? {
-                    return Ok(Some(stored));
+                if let Some(stored) = look_up(state, request_id).await {
+                    return Some(stored);
                 }
                 if tokio::time::Instant::now() >= deadline {
-                    return Ok(None);
+                    return None;
                 }
             }
         }
     }
 }
 
-/// The outcome of `request_id` if known to this instance or stored.
-pub async fn known_outcome(state: &AppState, request_id: Uuid) -> ApiResult<Option<Reply>> {
+/// The outcome of `request_id` if known to this instance or stored. A database that cannot be read
+/// means "not known yet": the request is on the log, and its poller is told PENDING, not 5xx.
+pub async fn known_outcome(state: &AppState, request_id: Uuid) -> Option<Reply> {
     if let Some(reply) = state.replies.get(request_id) {
-        return Ok(Some(reply));
+        return Some(reply);
     }
-    Ok(crate::db::requests::outcome(&state.pool, request_id).await?)
+    look_up(state, request_id).await
+}
+
+/// The stored outcome, within [`LOOKUP_TIMEOUT`]; a database that fails or hangs means "not known yet".
+async fn look_up(state: &AppState, request_id: Uuid) -> Option<Reply> {
+    let lookup = crate::db::requests::outcome(&state.pool, request_id);
+    match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
+        Ok(Ok(stored)) => stored,
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, %request_id, "cannot look up an outcome; answering without it");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(%request_id, "looking up an outcome took too long; answering without it");
+            None
+        }
+    }
 }
 
 /// `{"request_id", "status": "PENDING"}` (or the current status), as a submit without an outcome answers.

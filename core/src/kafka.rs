@@ -85,29 +85,69 @@ pub fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
     producer_with_linger(brokers, DEFAULT_LINGER_MS)
 }
 
+/// How long a producer keeps trying to deliver a message by default before reporting it failed.
+pub const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// [`producer`] with its batching delay: longer means fewer, larger produce requests (less broker work per
 /// message under load) at the cost of that much latency per send.
 pub fn producer_with_linger(brokers: &str, linger_ms: u32) -> anyhow::Result<FutureProducer> {
+    producer_with(brokers, linger_ms, DEFAULT_MESSAGE_TIMEOUT)
+}
+
+/// [`producer_with_linger`] that gives up on a delivery after `message_timeout` (queueing and retries
+/// included): a send then fails instead of waiting for a broker that is down.
+pub fn producer_with(
+    brokers: &str,
+    linger_ms: u32,
+    message_timeout: Duration,
+) -> anyhow::Result<FutureProducer> {
     client_config(brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", linger_ms.to_string())
         // murmur2 is what the Java client uses, so every producer maps a key to the same partition.
         .set("partitioner", "murmur2_random")
-        .set("message.timeout.ms", "15000")
+        .set(
+            "message.timeout.ms",
+            message_timeout.as_millis().max(1).to_string(),
+        )
         .create()
         .context("creating Kafka producer")
 }
 
-/// Creates the service's topics if they are missing.
-pub async fn ensure_topics(brokers: &str, topics: &Topics) -> anyhow::Result<()> {
+/// Replication factor of the topics `ensure_topics` creates by default: one copy, which is all a single
+/// development broker can hold. Production sets `KAFKA_REPLICATION_FACTOR=3`.
+pub const DEFAULT_REPLICATION_FACTOR: i32 = 1;
+
+/// `KAFKA_REPLICATION_FACTOR`: how many brokers keep a copy of each topic's partitions.
+pub fn replication_factor_from_env() -> anyhow::Result<i32> {
+    let factor = match std::env::var("KAFKA_REPLICATION_FACTOR") {
+        Ok(raw) if !raw.trim().is_empty() => raw
+            .trim()
+            .parse::<i32>()
+            .with_context(|| format!("KAFKA_REPLICATION_FACTOR: {raw:?} is not a number"))?,
+        _ => DEFAULT_REPLICATION_FACTOR,
+    };
+    anyhow::ensure!(factor >= 1, "KAFKA_REPLICATION_FACTOR must be at least 1");
+    Ok(factor)
+}
+
+/// Creates the service's topics if they are missing, each partition kept on `replication_factor` brokers.
+/// Existing topics are left as they are (a changed factor needs a partition reassignment by an operator).
+pub async fn ensure_topics(
+    brokers: &str,
+    topics: &Topics,
+    replication_factor: i32,
+) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = client_config(brokers)
         .create()
         .context("creating Kafka admin client")?;
     let wanted = topics.with_partitions();
     let new: Vec<NewTopic<'_>> = wanted
         .iter()
-        .map(|(name, parts)| NewTopic::new(name, *parts, TopicReplication::Fixed(1)))
+        .map(|(name, parts)| {
+            NewTopic::new(name, *parts, TopicReplication::Fixed(replication_factor))
+        })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = admin

@@ -117,22 +117,35 @@ pub struct TestEnv {
     /// The consumer group of this test's workers.
     pub group_id: String,
     db_name: String,
+    /// The maintenance database of the server this test's database lives on.
+    admin_database_url: String,
 }
 
 impl TestEnv {
     /// Creates and migrates a database and creates the topics on the shared broker.
     pub async fn new() -> Self {
-        Self::on_brokers(&infra().kafka_brokers).await
+        let infra = infra();
+        Self::on(&infra.admin_database_url, &infra.kafka_brokers).await
     }
 
     /// Like [`new`](Self::new), with the topics on these brokers (e.g. a test's own
     /// [`PrivateBroker`](crate::broker::PrivateBroker)) instead of the shared one.
     pub async fn on_brokers(kafka_brokers: &str) -> Self {
+        Self::on(&infra().admin_database_url, kafka_brokers).await
+    }
+
+    /// Like [`new`](Self::new), with the database on another server (`admin_database_url` names its
+    /// maintenance database), e.g. a [`PrivatePostgres`](crate::pg_server::PrivatePostgres) the test restarts.
+    pub async fn on_server(admin_database_url: &str) -> Self {
+        Self::on(admin_database_url, &infra().kafka_brokers).await
+    }
+
+    /// A database on the server of `admin_database_url` and topics on `kafka_brokers`.
+    pub async fn on(admin_database_url: &str, kafka_brokers: &str) -> Self {
         crate::init_tracing();
-        let infra = infra();
         let id = Uuid::new_v4().simple().to_string();
         let db_name = format!("concert_test_{id}");
-        let mut admin = PgConnection::connect(&infra.admin_database_url)
+        let mut admin = PgConnection::connect(admin_database_url)
             .await
             .expect("connecting to Postgres");
         sqlx::query(&format!("CREATE DATABASE \"{db_name}\""))
@@ -142,7 +155,7 @@ impl TestEnv {
         let _ = admin.close().await;
 
         let settings = Settings {
-            database_url: with_database(&infra.admin_database_url, &db_name),
+            database_url: with_database(admin_database_url, &db_name),
             kafka_brokers: kafka_brokers.to_owned(),
             topic_prefix: format!("t-{id}."),
             token_secret: format!("test-secret-{}", Uuid::new_v4().simple()),
@@ -156,7 +169,7 @@ impl TestEnv {
         let topics = settings.topics();
         let mut attempt = 0;
         while let Err(err) =
-            concert_core::kafka::ensure_topics(&settings.kafka_brokers, &topics).await
+            concert_core::kafka::ensure_topics(&settings.kafka_brokers, &topics, 1).await
         {
             attempt += 1;
             assert!(attempt < 5, "creating topics: {err:#}");
@@ -168,6 +181,7 @@ impl TestEnv {
             topics,
             group_id: format!("g-{id}"),
             db_name,
+            admin_database_url: admin_database_url.to_owned(),
         }
     }
 
@@ -190,7 +204,7 @@ impl TestEnv {
     /// `pg_terminate_backend`, as a database restart would, without touching the shared server or other
     /// tests' databases. Returns how many backends were terminated.
     pub async fn terminate_backends(&self) -> i64 {
-        let mut admin = PgConnection::connect(&infra().admin_database_url)
+        let mut admin = PgConnection::connect(&self.admin_database_url)
             .await
             .expect("connecting to Postgres");
         let terminated: i64 = sqlx::query_scalar(
@@ -227,7 +241,7 @@ impl TestEnv {
 
 impl Drop for TestEnv {
     fn drop(&mut self) {
-        let admin_url = infra().admin_database_url.clone();
+        let admin_url = self.admin_database_url.clone();
         let brokers = self.settings.kafka_brokers.clone();
         let db_name = self.db_name.clone();
         let topics: Vec<String> = self

@@ -16,6 +16,7 @@ pub mod broker;
 pub mod client;
 pub mod env;
 pub mod kafka;
+pub mod pg_server;
 pub mod procs;
 pub mod stack;
 pub mod wait;

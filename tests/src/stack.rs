@@ -30,6 +30,8 @@ pub struct StackBuilder {
     configure_apis: Option<fn(&mut ApiConfig)>,
     /// Brokers other than the shared ones (a test's own broker).
     kafka_brokers: Option<String>,
+    /// The database server's maintenance database, when not the shared server.
+    database_server: Option<String>,
 }
 
 impl StackBuilder {
@@ -94,6 +96,13 @@ impl StackBuilder {
         self
     }
 
+    /// Puts the test's database on another server (its maintenance database's URL), e.g. a private one
+    /// the test restarts.
+    pub fn database_server(mut self, admin_database_url: &str) -> Self {
+        self.database_server = Some(admin_database_url.to_owned());
+        self
+    }
+
     pub async fn start(self) -> TestStack {
         let heavy = !self.process_workers.is_empty()
             || self.process_apis > 0
@@ -103,10 +112,14 @@ impl StackBuilder {
         } else {
             None
         };
-        let env = match &self.kafka_brokers {
-            Some(brokers) => TestEnv::on_brokers(brokers).await,
-            None => TestEnv::new().await,
-        };
+        let infra = crate::env::infra();
+        let env = TestEnv::on(
+            self.database_server
+                .as_deref()
+                .unwrap_or(&infra.admin_database_url),
+            self.kafka_brokers.as_deref().unwrap_or(&infra.kafka_brokers),
+        )
+        .await;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut stack = TestStack {
             env,

@@ -33,13 +33,23 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command.unwrap_or(Command::Run) {
         Command::Migrate => {
             let settings = Settings::from_env()?;
-            let pool = concert_core::db::pool(&settings.database_url, 2)?;
+            let pool = concert_core::db::admin_pool(&settings.database_url, 2)?;
             concert_core::db::migrate(&pool).await?;
             tracing::info!("migrations applied");
         }
         Command::Topics => {
             let settings = Settings::from_env()?;
-            concert_core::kafka::ensure_topics(&settings.kafka_brokers, &settings.topics()).await?;
+            let replication = concert_core::kafka::replication_factor_from_env()?;
+            concert_core::kafka::ensure_topics(
+                &settings.kafka_brokers,
+                &settings.topics(),
+                replication,
+            )
+            .await?;
+            tracing::info!(
+                replication,
+                "topics created with this replication factor if missing"
+            );
             tracing::info!("topics ready");
         }
         Command::Run => {

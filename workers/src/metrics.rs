@@ -25,6 +25,7 @@ const HOLDS_EXPIRED: &str = "concert_worker_holds_expired_total";
 const LAST_OFFSET: &str = "concert_worker_last_offset";
 const BATCH_SIZE: &str = "concert_worker_batch_size";
 const BATCH_SECONDS: &str = "concert_worker_batch_apply_seconds";
+const BROKER_SKIPS: &str = "concert_worker_broker_skipped_reads_total";
 
 /// A command's outcome: `succeeded`, `failed`, or `replayed` (an earlier delivery had decided it).
 pub(crate) fn command_applied(kind: CommandKind, outcome: &'static str) {
@@ -39,6 +40,13 @@ pub(crate) fn batch_applied(size: usize, took: Duration) {
 
 pub(crate) fn dead_lettered() {
     metrics::counter!(DEAD_LETTERS).increment(1);
+}
+
+/// A read of a newly assigned partition began past its committed offset: the broker skipped records (the
+/// consumer reads the partition again from further back). Should stay 0 on a correct broker.
+pub(crate) fn broker_skipped_records(topic: &str, partition: i32) {
+    metrics::counter!(BROKER_SKIPS, "topic" => topic.to_owned(), "partition" => partition.to_string())
+        .increment(1);
 }
 
 pub(crate) fn offset_processed(topic: &str, partition: i32, offset: i64) {

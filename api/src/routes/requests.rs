@@ -34,14 +34,14 @@ pub async fn poll(
     let known = match wait {
         Some(secs) if secs > 0 => {
             let rx = state.replies.subscribe(request_id);
-            match submit::known_outcome(&state, request_id).await? {
+            match submit::known_outcome(&state, request_id).await {
                 Some(reply) => Some(reply),
                 None => {
-                    submit::await_outcome(&state, request_id, rx, Duration::from_secs(secs)).await?
+                    submit::await_outcome(&state, request_id, rx, Duration::from_secs(secs)).await
                 }
             }
         }
-        _ => submit::known_outcome(&state, request_id).await?,
+        _ => submit::known_outcome(&state, request_id).await,
     };
     Ok(match (known, wait) {
         (Some(reply), Some(secs)) if secs > 0 => decided(&state, reply),

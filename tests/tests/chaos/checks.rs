@@ -573,10 +573,101 @@ pub async fn verify(
     let per_fault = latency_around_faults(log, faults);
     let _ = write!(fig, "{per_fault}");
 
+    // ---- a 5xx only ever comes before a command reaches the log ----
+    let (published, after_publish, not_on_log) = failures_after_publish(stack, log).await;
+    // Where a lost command went: an accepted command missing from the log was lost by the broker or the
+    // producer; one on the log but never decided was skipped by the consumers.
+    let _ = writeln!(
+        fig,
+        "accepted commands missing from the command topics: {}",
+        not_on_log.len()
+    );
+    if !not_on_log.is_empty() {
+        v.push(format!(
+            "{} accepted commands are not on the command topics (lost between the api and the broker): {:?}",
+            not_on_log.len(),
+            &not_on_log[..not_on_log.len().min(10)]
+        ));
+    }
+    let _ = writeln!(
+        fig,
+        "submits answered 5xx: {}, of them with the command already on the log: {} (of {published} commands on the log)",
+        log.submit_failures.len(),
+        after_publish.len()
+    );
+    if !after_publish.is_empty() {
+        v.push(format!(
+            "{} submits were answered 5xx after their command was published (must be 202 with its request id): {:?}",
+            after_publish.len(),
+            &after_publish[..after_publish.len().min(10)]
+        ));
+    }
+    let poll_failures: u64 = log
+        .errors
+        .iter()
+        .filter(|(what, _)| what.starts_with("poll 5"))
+        .map(|(_, n)| n)
+        .sum();
+    if poll_failures > 0 {
+        v.push(format!(
+            "{poll_failures} polls of accepted requests were answered 5xx (must be PENDING when the outcome cannot be read)"
+        ));
+    }
+
     Verdict {
         figures: fig,
         violations,
     }
+}
+
+/// The submits answered 5xx whose command was published by that same submit: an envelope with the request
+/// id, created between the submit's sending and its answer. Returns how many commands the log holds, the
+/// offending request ids, and the accepted requests (decided or not) that are not on the log at all.
+async fn failures_after_publish(stack: &TestStack, log: &Log) -> (usize, Vec<Uuid>, Vec<Uuid>) {
+    let env = &stack.env;
+    let mut created: HashMap<Uuid, Vec<DateTime<Utc>>> = HashMap::new();
+    let mut published = 0;
+    for topic in [&env.topics.joins, &env.topics.bookings] {
+        let records =
+            kafka::read_all(&env.settings.kafka_brokers, topic, env.partitions(topic), 1).await;
+        published += records.len();
+        for record in records {
+            let envelope = record.json();
+            let id = envelope["request_id"].as_str().and_then(|s| s.parse().ok());
+            let at = envelope["submitted_at"]
+                .as_str()
+                .and_then(|s| s.parse::<DateTime<Utc>>().ok());
+            if let (Some(id), Some(at)) = (id, at) {
+                created.entry(id).or_default().push(at);
+            }
+        }
+    }
+    let offending = log
+        .submit_failures
+        .iter()
+        .filter(|(id, sent, answered)| {
+            created
+                .get(id)
+                .is_some_and(|ats| ats.iter().any(|at| sent <= at && at <= answered))
+        })
+        .map(|(id, _, _)| *id)
+        .collect();
+    // Joins are left out of the decided ones: a join while a place is live may be answered without
+    // publishing anything (the v2 contract).
+    let not_on_log = log
+        .seen
+        .iter()
+        .filter(|s| s.kind != CommandKind::Join)
+        .map(|s| s.request_id)
+        .chain(
+            log.undecided
+                .iter()
+                .filter(|u| u.accepted)
+                .map(|u| u.request_id),
+        )
+        .filter(|id| !created.contains_key(id))
+        .collect();
+    (published, offending, not_on_log)
 }
 
 /// Longest submit-to-outcome a client saw for commands in flight at each fault.

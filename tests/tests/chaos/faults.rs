@@ -44,12 +44,12 @@ pub struct Conductor {
     pub aborted: AbortedBatch,
 }
 
-fn secs(d: chrono::TimeDelta) -> f64 {
+pub(crate) fn secs(d: chrono::TimeDelta) -> f64 {
     d.num_milliseconds() as f64 / 1000.0
 }
 
 impl Conductor {
-    fn record(&mut self, what: &str, at: DateTime<Utc>) -> usize {
+    pub(crate) fn record(&mut self, what: &str, at: DateTime<Utc>) -> usize {
         let at_load_s = secs(at - self.load_started);
         println!("chaos: +{at_load_s:.1}s {what}");
         self.faults.push(Fault {
@@ -61,13 +61,13 @@ impl Conductor {
         self.faults.len() - 1
     }
 
-    fn note(&mut self, fault: usize, note: String) {
+    pub(crate) fn note(&mut self, fault: usize, note: String) {
         println!("chaos:   {}: {note}", self.faults[fault].what);
         self.faults[fault].notes.push(note);
     }
 
     /// The commands in flight 2 s after `since` (sleeps until then).
-    async fn inflight_after(&self, since: DateTime<Utc>) -> Vec<u64> {
+    pub(crate) async fn inflight_after(&self, since: DateTime<Utc>) -> Vec<u64> {
         let settle = (since + chrono::TimeDelta::seconds(2) - Utc::now())
             .to_std()
             .unwrap_or_default();
@@ -81,7 +81,7 @@ impl Conductor {
         self.note_drain(fault, label, drained);
     }
 
-    fn note_drain(&mut self, fault: usize, label: &str, drained: Drained) {
+    pub(crate) fn note_drain(&mut self, fault: usize, label: &str, drained: Drained) {
         let Drained {
             total,
             left,
@@ -218,7 +218,7 @@ impl Conductor {
 
     /// Which command partitions each worker applied last: (topic, partition) -> (worker, offset), the
     /// worker with the highest last offset owning it now.
-    async fn owners(&self) -> BTreeMap<Partition, (String, i64)> {
+    pub(crate) async fn owners(&self) -> BTreeMap<Partition, (String, i64)> {
         let mut owners: BTreeMap<Partition, (String, i64)> = BTreeMap::new();
         for (worker, port) in &self.metrics_ports {
             for (partition, offset) in scrape_offsets(*port).await {
@@ -418,7 +418,7 @@ impl Conductor {
 
 /// What became of the commands in flight at a moment.
 #[derive(Debug, Clone, Copy)]
-struct Drained {
+pub(crate) struct Drained {
     total: usize,
     /// Still in flight at the deadline.
     left: usize,
@@ -429,7 +429,7 @@ struct Drained {
 }
 
 /// Waits (up to 100 s) until none of `snapshot` is in flight any more.
-async fn drained(crowd: &Crowd, since: DateTime<Utc>, snapshot: Vec<u64>) -> Drained {
+pub(crate) async fn drained(crowd: &Crowd, since: DateTime<Utc>, snapshot: Vec<u64>) -> Drained {
     let deadline = Deadline::secs(100);
     loop {
         let left = crowd.still_inflight(&snapshot);
@@ -508,7 +508,7 @@ pub async fn scrape_offsets(port: u16) -> Vec<(Partition, i64)> {
         .collect()
 }
 
-fn show(partitions: &BTreeSet<Partition>, joins_topic: &str) -> String {
+pub(crate) fn show(partitions: &BTreeSet<Partition>, joins_topic: &str) -> String {
     partitions
         .iter()
         .map(|(t, p)| {
@@ -534,7 +534,10 @@ async fn last_decided(stack: &TestStack) -> Vec<(bool, Option<i32>, Option<DateT
 }
 
 /// The command partitions with an outcome decided after `since`.
-async fn busy_partitions(stack: &TestStack, since: DateTime<Utc>) -> BTreeSet<Partition> {
+pub(crate) async fn busy_partitions(
+    stack: &TestStack,
+    since: DateTime<Utc>,
+) -> BTreeSet<Partition> {
     let rows: Vec<(bool, Option<i32>)> = sqlx::query_as(
         "SELECT DISTINCT kind = 'JOIN', source_partition FROM requests WHERE completed_at > $1",
     )
@@ -556,7 +559,7 @@ async fn busy_partitions(stack: &TestStack, since: DateTime<Utc>) -> BTreeSet<Pa
 
 /// Waits until each partition has a command decided after `since`; returns (first, last) in seconds
 /// after `since`.
-async fn wait_partitions_decided(
+pub(crate) async fn wait_partitions_decided(
     stack: &TestStack,
     partitions: &BTreeSet<Partition>,
     since: DateTime<Utc>,

@@ -69,6 +69,9 @@ pub struct Log {
     pub refused_at_edge: BTreeMap<String, u64>,
     /// Transport errors and 5xx answers, by where they happened ("submit 503 UNAVAILABLE", ...).
     pub errors: BTreeMap<String, u64>,
+    /// Submits answered 5xx: (the request id the idempotency key names, when the submit was sent, when the
+    /// answer came). None of them may have published the command (a 5xx comes before the log, never after).
+    pub submit_failures: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)>,
     /// Answers no client of the contract expects (e.g. a 500 INTERNAL), with context; the first few.
     pub anomalies: Vec<String>,
     pub anomaly_count: u64,
@@ -551,6 +554,7 @@ impl Client {
             if let Some(body) = &body {
                 call = call.json(body);
             }
+            let sent_at = Utc::now();
             let resp = match call.try_send().await {
                 Ok(resp) => resp,
                 Err(err) => {
@@ -579,9 +583,11 @@ impl Client {
                 }
                 status => {
                     let code = code_of(&resp);
-                    self.crowd
-                        .log()
-                        .error(format!("submit {status} {code} ({})", kind.as_str()));
+                    {
+                        let mut log = self.crowd.log();
+                        log.error(format!("submit {status} {code} ({})", kind.as_str()));
+                        log.submit_failures.push((expected_id, sent_at, Utc::now()));
+                    }
                     if code != "UNAVAILABLE" {
                         self.crowd.log().anomaly(format!(
                             "{} submit on api-{at} answered {status} {code} (expected 503 UNAVAILABLE for an outage): {}",

@@ -1,38 +1,66 @@
 //! The consumer's rebalance hook: stored offsets are committed synchronously before partitions are taken
-//! away, so the next owner starts right after the last command this process finished.
+//! away, so the next owner starts right after the last command this process finished; partitions given
+//! to this process start a little before their committed offsets (see [`super::resume`]).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, TopicPartitionList};
 
-/// Commits on revoke. Nothing is in flight at that moment: the consumer loop only polls (which is when
-/// rebalance callbacks run) between batches, after the previous batch's offsets were stored.
+use super::resume::ResumePoints;
+
+/// Commits on revoke, and plans where assigned partitions start. Nothing is in flight at a revoke: the
+/// consumer loop only polls (which is when rebalance callbacks run) between batches, after the previous
+/// batch's offsets were stored; a batch gathered before the revoke may still be applied after it, and
+/// its offsets then fail to store (its records are read again by the next owner, which dedupes them).
 ///
 /// Also keeps the number of partitions this process owns, for the stuck-group watchdog and the metrics.
 #[derive(Default)]
 pub(crate) struct CommitOnRevoke {
     pub assigned: Arc<AtomicUsize>,
+    pub resume: Arc<ResumePoints>,
+    /// Counts assignments and revokes, so the consumer loop can tell records read before a rebalance.
+    pub rebalances: AtomicU64,
 }
 
 impl ClientContext for CommitOnRevoke {}
 
 impl ConsumerContext for CommitOnRevoke {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Revoke(partitions) => {
-                tracing::info!(partitions = %describe(partitions), "partitions revoked; committing stored offsets");
-                commit_stored(consumer);
-                self.set_assigned(0);
-            }
-            Rebalance::Assign(partitions) => {
-                tracing::info!(partitions = %describe(partitions), "partitions assigned");
+    /// The default rebalance (assign what the group gave, unassign on revoke), with the start offsets of an
+    /// assignment rewritten by [`ResumePoints::plan`]. This consumer uses the eager protocol (the default
+    /// assignors), so an assignment replaces the previous one and a revoke takes everything.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        partitions: &mut TopicPartitionList,
+    ) {
+        self.rebalances.fetch_add(1, Ordering::SeqCst);
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let start = self.resume.plan(consumer, partitions);
+                tracing::info!(partitions = %describe(&start), "partitions assigned");
+                if let Err(err) = consumer.assign(&start) {
+                    tracing::error!(error = %err, "assigning partitions failed");
+                }
                 self.set_assigned(partitions.count());
             }
-            Rebalance::Error(err) => tracing::warn!(error = %err, "rebalance failed"),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                tracing::info!(
+                    partitions = %describe(partitions),
+                    lost = consumer.assignment_lost(),
+                    "partitions revoked; committing stored offsets"
+                );
+                commit_stored(consumer);
+                self.revoke_all(consumer);
+            }
+            other => {
+                tracing::warn!(error = %RDKafkaErrorCode::from(other), "rebalance failed");
+                self.revoke_all(consumer);
+            }
         }
     }
 
@@ -50,6 +78,14 @@ impl ConsumerContext for CommitOnRevoke {
 }
 
 impl CommitOnRevoke {
+    fn revoke_all(&self, consumer: &BaseConsumer<Self>) {
+        self.resume.clear();
+        if let Err(err) = consumer.unassign() {
+            tracing::error!(error = %err, "unassigning partitions failed");
+        }
+        self.set_assigned(0);
+    }
+
     fn set_assigned(&self, count: usize) {
         self.assigned.store(count, Ordering::Relaxed);
         metrics::gauge!("concert_worker_assigned_partitions").set(count as f64);

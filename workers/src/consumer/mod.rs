@@ -6,8 +6,11 @@
 
 mod batch;
 mod context;
+mod dead_letter;
 mod publish;
+mod resume;
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -15,22 +18,26 @@ use futures::future::join_all;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
-use rdkafka::Message;
+use rdkafka::{Message, Offset};
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::instrument;
 
-use crate::apply::{apply_batch, ApplyContext, LogCommand};
+use crate::apply::{apply_batch, ApplyContext, LogCommand, ShuttingDown};
 use crate::backoff::{sleep_or_stop, stopped, Backoff};
 use crate::config::WorkerConfig;
 use crate::metrics;
+use concert_core::commands::Reply;
 use context::{commit_stored, watch_assignment, CommitOnRevoke};
 use publish::Publisher;
+use resume::Verdict;
 
 /// How long to keep gathering after the first message of a batch. Short: a batch takes what has already
 /// arrived, it does not wait for more.
 const LINGER: Duration = Duration::from_millis(2);
+/// How long a seek waits for the fetcher to take the new position.
+const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
 
 type CommandConsumer = StreamConsumer<CommitOnRevoke>;
 
@@ -64,6 +71,8 @@ pub(crate) async fn run(
         producer,
         replies_topic: topics.replies.clone(),
         dead_letters_topic: topics.dead_letters.clone(),
+        joins_topic: topics.joins.clone(),
+        shutdown: shutdown.clone(),
     };
     let consumer = create_consumer(config)?;
     consumer
@@ -96,6 +105,7 @@ pub(crate) async fn run(
         };
         backoff.reset();
         let messages = gather(&consumer, first, config.max_batch).await;
+        let messages = screen(&consumer, messages);
         if !process(&consumer, &ctx, &publisher, messages).await {
             break;
         }
@@ -111,12 +121,28 @@ pub(crate) async fn run(
 }
 
 /// The first message plus whatever else has already arrived, up to `max`.
+///
+/// A rebalance served while gathering (callbacks run inside `recv`) makes what was gathered before it
+/// stale: it belongs to the previous assignment, whose partitions are read again from their committed
+/// offsets by their new owners (this process included). It is dropped, not applied.
 async fn gather(consumer: &CommandConsumer, first: OwnedMessage, max: usize) -> Vec<OwnedMessage> {
+    let rebalances = || consumer.context().rebalances.load(Ordering::SeqCst);
     let mut messages = vec![first];
+    let mut assignment = rebalances();
     let deadline = Instant::now() + LINGER;
     while messages.len() < max {
         match tokio::time::timeout_at(deadline, consumer.recv()).await {
-            Ok(Ok(message)) => messages.push(message.detach()),
+            Ok(Ok(message)) => {
+                if rebalances() != assignment {
+                    tracing::debug!(
+                        dropped = messages.len(),
+                        "a rebalance while gathering; dropping what the previous assignment read"
+                    );
+                    messages.clear();
+                    assignment = rebalances();
+                }
+                messages.push(message.detach());
+            }
             Ok(Err(err)) => {
                 tracing::warn!(error = %err, "reading the command log failed");
                 break;
@@ -125,6 +151,44 @@ async fn gather(consumer: &CommandConsumer, first: OwnedMessage, max: usize) -> 
         }
     }
     messages
+}
+
+/// Checks each partition's records against where its read had to resume (see [`resume`]): drops the
+/// records a previous owner already applied, and when the broker skipped records, drops the partition's
+/// records and reads it again from further back.
+fn screen(consumer: &CommandConsumer, messages: Vec<OwnedMessage>) -> Vec<OwnedMessage> {
+    let mut kept = Vec::with_capacity(messages.len());
+    let groups = batch::group_by_partition(messages, |m| (m.topic().to_owned(), m.partition()));
+    for ((topic, partition), records) in groups {
+        let Some(first) = records.first().map(Message::offset) else {
+            continue;
+        };
+        match consumer.context().resume.check(&topic, partition, first) {
+            Verdict::Apply { from } => {
+                kept.extend(records.into_iter().filter(|m| m.offset() >= from))
+            }
+            Verdict::Rewind {
+                to,
+                committed,
+                first,
+            } => {
+                tracing::error!(
+                    topic,
+                    partition,
+                    committed,
+                    first,
+                    rewind_to = to,
+                    "the broker skipped records after the committed offset; reading the partition again from further back"
+                );
+                metrics::broker_skipped_records(&topic, partition);
+                if let Err(err) = consumer.seek(&topic, partition, Offset::Offset(to), SEEK_TIMEOUT)
+                {
+                    tracing::error!(topic, partition, error = %err, "seeking back failed");
+                }
+            }
+        }
+    }
+    kept
 }
 
 /// Applies one batch and stores the offsets of the partitions that finished. Returns `false` when
@@ -193,7 +257,66 @@ async fn process_partition(
         .with_context(|| format!("applying {topic}[{partition}]"))?;
     publisher.send_replies(&replies).await;
     for (message, reason) in unreadable {
-        publisher.dead_letter(message, &reason).await;
+        publisher.dead_letter(message, &reason).await?;
+        if let Some(sender) = dead_letter::sender(message.payload(), topic == publisher.joins_topic)
+        {
+            if let Some(reply) =
+                record_dead_letter(ctx, publisher, &sender, message, &reason).await?
+            {
+                publisher.send_replies(&[reply]).await;
+            }
+        }
     }
     Ok(())
+}
+
+/// Stores the FAILED outcome of a parked command, retrying what may pass (the database is away). A
+/// failure for good is logged and the command stays parked without an outcome: the partition moves on.
+async fn record_dead_letter(
+    ctx: &ApplyContext,
+    publisher: &Publisher,
+    sender: &dead_letter::Sender,
+    message: &OwnedMessage,
+    reason: &str,
+) -> Result<Option<Reply>, ShuttingDown> {
+    let mut backoff = Backoff::new();
+    let mut shutdown = publisher.shutdown.clone();
+    loop {
+        match dead_letter::record_failed(
+            &ctx.pool,
+            sender,
+            message.partition(),
+            message.offset(),
+            reason,
+        )
+        .await
+        {
+            Ok(reply) => return Ok(Some(reply)),
+            Err(err) if is_transient(&err) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(
+                    error = format!("{err:#}"),
+                    ?delay,
+                    "recording a dead letter's outcome failed; retrying"
+                );
+                if !sleep_or_stop(delay, &mut shutdown).await {
+                    return Err(ShuttingDown);
+                }
+            }
+            Err(err) => {
+                tracing::error!(
+                    error = format!("{err:#}"),
+                    request_id = %sender.request_id,
+                    "could not record a dead letter's outcome; it stays parked without one"
+                );
+                return Ok(None);
+            }
+        }
+    }
+}
+
+fn is_transient(err: &anyhow::Error) -> bool {
+    err.chain()
+        .find_map(|e| e.downcast_ref::<sqlx::Error>())
+        .is_some_and(concert_core::db::is_transient)
 }

@@ -8,13 +8,14 @@ use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
 
-use crate::backoff::Backoff;
+use tokio::sync::watch;
+
+use crate::apply::ShuttingDown;
+use crate::backoff::{sleep_or_stop, Backoff};
 use crate::metrics;
 
 /// How long a send may wait for room in the producer's queue.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Tries to park a dead letter before giving up on it (it is logged either way).
-const DEAD_LETTER_ATTEMPTS: usize = 5;
 
 /// Sends replies and dead letters with the idempotent, acks=all producer.
 #[derive(Clone)]
@@ -22,6 +23,10 @@ pub(crate) struct Publisher {
     pub producer: FutureProducer,
     pub replies_topic: String,
     pub dead_letters_topic: String,
+    /// Commands read from this topic are joins, whatever their payload says.
+    pub joins_topic: String,
+    /// Ends the retries of a dead letter when the worker stops.
+    pub shutdown: watch::Receiver<bool>,
 }
 
 impl Publisher {
@@ -51,8 +56,13 @@ impl Publisher {
     }
 
     /// Parks an unreadable message (same key and payload, `reason` header) so the partition can move on.
-    /// It is retried a few times against a broker outage, then given up with an error log, never forever.
-    pub(crate) async fn dead_letter(&self, message: &OwnedMessage, reason: &str) {
+    /// Retried with backoff until the broker takes it: a command is never skipped. Only shutdown ends the
+    /// retries ([`ShuttingDown`]); the batch is then read again, and parked again, by the next owner.
+    pub(crate) async fn dead_letter(
+        &self,
+        message: &OwnedMessage,
+        reason: &str,
+    ) -> Result<(), ShuttingDown> {
         tracing::warn!(
             topic = message.topic(),
             partition = message.partition(),
@@ -73,7 +83,10 @@ impl Publisher {
             }
         }
         let mut backoff = Backoff::new();
-        for attempt in 1..=DEAD_LETTER_ATTEMPTS {
+        let mut shutdown = self.shutdown.clone();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             let mut record =
                 FutureRecord::<[u8], [u8]>::to(&self.dead_letters_topic).headers(headers.clone());
             if let Some(key) = message.key() {
@@ -85,20 +98,15 @@ impl Publisher {
             match self.producer.send(record, QUEUE_TIMEOUT).await {
                 Ok(_) => {
                     metrics::dead_lettered();
-                    return;
+                    return Ok(());
                 }
-                Err((err, _)) if attempt < DEAD_LETTER_ATTEMPTS => {
-                    tracing::warn!(error = %err, attempt, "parking a dead letter failed; retrying");
-                    tokio::time::sleep(backoff.next_delay()).await;
+                Err((err, _)) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %err, attempt, ?delay, "parking a dead letter failed; retrying");
+                    if !sleep_or_stop(delay, &mut shutdown).await {
+                        return Err(ShuttingDown);
+                    }
                 }
-                Err((err, _)) => tracing::error!(
-                    error = %err,
-                    topic = message.topic(),
-                    partition = message.partition(),
-                    offset = message.offset(),
-                    payload = %String::from_utf8_lossy(message.payload().unwrap_or_default()),
-                    "could not park the unreadable command; skipping it"
-                ),
             }
         }
     }

@@ -71,7 +71,10 @@ pub(crate) async fn live_places(
            AND (q.seq > r.admitted_upto OR EXISTS (
                  SELECT 1 FROM admissions a
                  WHERE a.concert_id = q.concert_id AND a.upto_seq >= q.seq AND a.from_seq <= q.seq
-                   AND a.active_until > now()))
+                   AND a.active_until > now()
+                   -- unclaimed past its claim deadline: the api already calls it EXPIRED, even
+                   -- before the ticker settles it (1 second = CLAIM_GRACE_MS)
+                   AND (q.claimed_at IS NOT NULL OR a.claim_until + interval '1 second' > now())))
          ORDER BY q.concert_id, q.user_id, q.seq DESC",
     )
     .bind(&concerts)
