@@ -176,7 +176,9 @@ mod tests {
             }
             other => panic!("expected RateLimited, got {other:?}"),
         }
-        limits.check_command(other).expect("another user is not limited");
+        limits
+            .check_command(other)
+            .expect("another user is not limited");
     }
 
     #[test]
@@ -197,7 +199,9 @@ mod tests {
         let limits = Limits::new(&config(10, 20));
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         for _ in 0..3 {
-            limits.check_signup(Some(a)).expect("within the minute's allowance");
+            limits
+                .check_signup(Some(a))
+                .expect("within the minute's allowance");
         }
         assert!(limits.check_signup(Some(a)).is_err());
         limits.check_signup(Some(b)).expect("another address");
