@@ -131,14 +131,16 @@ impl FromRequestParts<AppState> for ClientAddr {
         if !state.limits.trust_forwarded_for {
             return Ok(Self(peer));
         }
+        // The last entry only: if the proxy's own entry is unreadable, an earlier (client-written) one must
+        // not stand in for it.
         let forwarded = parts
             .headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-            .last();
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|a| a.trim().parse::<IpAddr>().ok());
         Ok(Self(forwarded.or(peer)))
     }
 }
