@@ -116,7 +116,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // Whole seconds (RFC 9110), rounded up so that a client that waits exactly that long passes.
         let retry_after = match &self {
-            Self::RateLimited { retry_after } => Some(retry_after.as_secs_f64().ceil().max(1.0) as u64),
+            Self::RateLimited { retry_after } => {
+                Some(retry_after.as_secs_f64().ceil().max(1.0) as u64)
+            }
             _ => None,
         };
         let mut response = problem_response(&self.into_problem());

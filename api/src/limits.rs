@@ -131,14 +131,16 @@ impl FromRequestParts<AppState> for ClientAddr {
         if !state.limits.trust_forwarded_for {
             return Ok(Self(peer));
         }
+        // The last entry only: if the proxy's own entry is unreadable, an earlier (client-written) one must
+        // not stand in for it.
         let forwarded = parts
             .headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-            .last();
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|a| a.trim().parse::<IpAddr>().ok());
         Ok(Self(forwarded.or(peer)))
     }
 }
@@ -177,7 +179,9 @@ mod tests {
             }
             other => panic!("expected RateLimited, got {other:?}"),
         }
-        limits.check_command(other).expect("another user is not limited");
+        limits
+            .check_command(other)
+            .expect("another user is not limited");
     }
 
     #[test]
@@ -198,7 +202,9 @@ mod tests {
         let limits = Limits::new(&config(10, 20));
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         for _ in 0..3 {
-            limits.check_signup(Some(a)).expect("within the minute's allowance");
+            limits
+                .check_signup(Some(a))
+                .expect("within the minute's allowance");
         }
         assert!(limits.check_signup(Some(a)).is_err());
         limits.check_signup(Some(b)).expect("another address");

@@ -74,9 +74,13 @@ pub async fn submit(
     };
     let envelope = CommandEnvelope::new(request_id, user, command);
     if key.is_some() {
-        let first =
-            crate::db::idempotency::first_fingerprint(&state.pool, request_id, user, &envelope.fingerprint)
-                .await?;
+        let first = crate::db::idempotency::first_fingerprint(
+            &state.pool,
+            request_id,
+            user,
+            &envelope.fingerprint,
+        )
+        .await?;
         if first != envelope.fingerprint {
             return Err(key_reused());
         }

@@ -31,12 +31,27 @@ mod tests {
     #[test]
     fn accepts_ordinary_text_and_trims_it() {
         assert_eq!(text_field("name", "  Kim Ji-woo ").unwrap(), "Kim Ji-woo");
-        assert_eq!(text_field("name", &"가".repeat(200)).unwrap().chars().count(), 200);
+        assert_eq!(
+            text_field("name", &"가".repeat(200))
+                .unwrap()
+                .chars()
+                .count(),
+            200
+        );
     }
 
     #[test]
     fn refuses_control_characters_empty_and_long_text() {
-        for bad in ["a\0b", "line\nbreak", "tab\t", "\u{7f}", "\u{85}", "", "   ", &"x".repeat(201)] {
+        for bad in [
+            "a\0b",
+            "line\nbreak",
+            "tab\t",
+            "\u{7f}",
+            "\u{85}",
+            "",
+            "   ",
+            &"x".repeat(201),
+        ] {
             assert!(text_field("name", bad).is_err(), "{bad:?} was accepted");
         }
     }

@@ -136,6 +136,9 @@ mod tests {
         let shown = format!("{settings:?}");
         assert!(!shown.contains("a-very-secret"), "{shown}");
         assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.contains("postgres://app:<redacted>@db:5432/concert"), "{shown}");
+        assert!(
+            shown.contains("postgres://app:<redacted>@db:5432/concert"),
+            "{shown}"
+        );
     }
 }

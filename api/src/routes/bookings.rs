@@ -128,7 +128,12 @@ pub async fn release(
     let hold = hold_route(&state.pool, hold_id)
         .await?
         .filter(|h| h.user_id == user)
-        .ok_or_else(|| ApiError::new(ErrorCode::HoldNotFound, format!("you have no hold {hold_id}")))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::HoldNotFound,
+                format!("you have no hold {hold_id}"),
+            )
+        })?;
     let command = Command::Release {
         concert_id: hold.concert_id,
         date_id: hold.date_id,

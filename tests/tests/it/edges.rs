@@ -24,7 +24,11 @@ async fn text_with_control_characters_or_over_200_characters_is_refused() {
         "n".repeat(201),
     ];
     for name in &bad {
-        let resp = api.post("/v1/users").json(&json!({ "name": name })).send().await;
+        let resp = api
+            .post("/v1/users")
+            .json(&json!({ "name": name }))
+            .send()
+            .await;
         resp.expect_problem(400, "VALIDATION_FAILED");
     }
     // 200 characters is the limit, counted in characters, not bytes (600 bytes here).
@@ -50,7 +54,10 @@ async fn text_with_control_characters_or_over_200_characters_is_refused() {
             .await;
         resp.expect_problem(400, "VALIDATION_FAILED");
     }
-    assert_eq!(count(stack.db(), "SELECT count(*) FROM concerts", None).await, 0);
+    assert_eq!(
+        count(stack.db(), "SELECT count(*) FROM concerts", None).await,
+        0
+    );
     let resp = api
         .admin(reqwest::Method::POST, "/v1/admin/concerts")
         .json(&json!({ "title": "가".repeat(200), "venue": "나".repeat(200), "dates": date }))
@@ -109,7 +116,11 @@ async fn reusing_a_key_with_another_body_while_pending_is_refused() {
 /// Two instances racing with one key and two bodies: exactly one body wins, everywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_reuses_of_one_key_agree_on_one_body() {
-    let stack = TestStack::builder().apis(2).rate_limit_per_user(1000).start().await;
+    let stack = TestStack::builder()
+        .apis(2)
+        .rate_limit_per_user(1000)
+        .start()
+        .await;
     let apis = stack.apis();
     let concerts = [
         apis[0].create_concert(1, 1_000).await.concert_id,
@@ -148,7 +159,13 @@ fn statuses(answers: &[concert_tests::Resp]) -> Vec<u16> {
 }
 
 /// Every item of a paged list, following `next_cursor` with pages of `limit`.
-async fn all_pages(api: &Api, user: Option<&User>, path: &str, field: &str, limit: u32) -> Vec<Value> {
+async fn all_pages(
+    api: &Api,
+    user: Option<&User>,
+    path: &str,
+    field: &str,
+    limit: u32,
+) -> Vec<Value> {
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..100 {
@@ -192,7 +209,10 @@ async fn concerts_page_newest_first() {
         assert_eq!(listed, created, "limit {limit}: each once, newest first");
     }
     let whole = api.get("/v1/concerts").send().await;
-    assert!(whole.expect(200).get("next_cursor").is_none(), "one page by default");
+    assert!(
+        whole.expect(200).get("next_cursor").is_none(),
+        "one page by default"
+    );
     for bad in ["limit=0", "limit=101", "limit=x", "cursor=not-a-cursor"] {
         api.get(&format!("/v1/concerts?{bad}"))
             .send()
@@ -220,11 +240,17 @@ async fn reservations_page_newest_first() {
     }
     bought.reverse();
     for limit in [1, 2, 3] {
-        let listed: Vec<Uuid> = all_pages(api, Some(&ada), "/v1/me/reservations", "reservations", limit)
-            .await
-            .iter()
-            .map(|r| uuid(&r["reservation_id"]))
-            .collect();
+        let listed: Vec<Uuid> = all_pages(
+            api,
+            Some(&ada),
+            "/v1/me/reservations",
+            "reservations",
+            limit,
+        )
+        .await
+        .iter()
+        .map(|r| uuid(&r["reservation_id"]))
+        .collect();
         assert_eq!(listed, bought, "limit {limit}: each once, newest first");
     }
     let bob = api.sign_up("bob").await;

@@ -175,7 +175,11 @@ async fn sign_ups_are_limited_per_connection_address() {
         .await;
     refused.expect_problem(429, "RATE_LIMITED");
     // A minute's allowance of three: the next one is due in about 20 s.
-    assert!((1..=21).contains(&retry_after(&refused)), "{:?}", refused.headers);
+    assert!(
+        (1..=21).contains(&retry_after(&refused)),
+        "{:?}",
+        refused.headers
+    );
     assert_eq!(
         count(stack.db(), "SELECT count(*) FROM users", None).await,
         3,

@@ -70,7 +70,12 @@ async fn binaries_refuse_to_start_without_real_secrets() {
     let short_secret = &GOOD_SECRET[..31];
     let short_admin = &GOOD_ADMIN[..23];
     let cases: Vec<(&str, Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
-        ("concert-api", vec![], vec![("ADMIN_TOKEN", GOOD_ADMIN)], "TOKEN_SECRET"),
+        (
+            "concert-api",
+            vec![],
+            vec![("ADMIN_TOKEN", GOOD_ADMIN)],
+            "TOKEN_SECRET",
+        ),
         (
             "concert-api",
             vec![],
@@ -83,7 +88,12 @@ async fn binaries_refuse_to_start_without_real_secrets() {
             vec![("TOKEN_SECRET", short_secret), ("ADMIN_TOKEN", GOOD_ADMIN)],
             "TOKEN_SECRET",
         ),
-        ("concert-api", vec![], vec![("TOKEN_SECRET", GOOD_SECRET)], "ADMIN_TOKEN"),
+        (
+            "concert-api",
+            vec![],
+            vec![("TOKEN_SECRET", GOOD_SECRET)],
+            "ADMIN_TOKEN",
+        ),
         (
             "concert-api",
             vec![],
