@@ -162,3 +162,30 @@ pub async fn ensure_topics(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fetch_settings_set_both_consumer_properties() {
+        let mut config = ClientConfig::new();
+        FetchSettings {
+            wait_ms: 20,
+            min_bytes: 1,
+        }
+        .apply(&mut config);
+        assert_eq!(config.get("fetch.wait.max.ms"), Some("20"));
+        assert_eq!(config.get("fetch.min.bytes"), Some("1"));
+    }
+
+    #[test]
+    fn the_default_answers_at_once_and_holds_an_empty_fetch_briefly() {
+        let default = FetchSettings::default();
+        assert_eq!(default.min_bytes, 1, "more would hold every lone command");
+        assert!(
+            (5..=100).contains(&default.wait_ms),
+            "tansu and nisshi add up to half the wait to a lone command: {default:?}"
+        );
+    }
+}

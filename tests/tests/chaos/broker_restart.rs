@@ -169,7 +169,6 @@ impl Restarts {
     /// every command in flight at the stop decided.
     async fn restart(&mut self, stack: &TestStack, broker: &mut PrivateBroker, how: Stop) {
         let apis = stack.apis().to_vec();
-        let replies_before = reply_offsets(&apis).await;
         let inflight: Vec<u64> = self.crowd.inflight().into_iter().map(|(n, _)| n).collect();
         let stopped_at = Utc::now();
         let took = tokio::task::block_in_place(|| broker.stop(how));
@@ -192,6 +191,9 @@ impl Restarts {
         tokio::time::sleep(DOWN).await;
         let listening = tokio::task::block_in_place(|| broker.start_again());
         let back = Utc::now();
+        // Where the reply readers are now: anything read past this came from the restarted broker. (Read
+        // before the stop, the baseline would count replies still read on the way down.)
+        let replies_before = reply_offsets(&apis).await;
         self.note(format!(
             "started again on the same storage, listening after {:.2} s; {} commands were in flight at the stop",
             listening.as_secs_f64(),
@@ -314,8 +316,8 @@ async fn reply_offsets(apis: &[Api]) -> Vec<f64> {
     sums
 }
 
-/// Waits until every api instance has read replies past where it was before the stop: its reply reader
-/// found the broker again. Seconds after `since`, or the instances that did not.
+/// Waits until every api instance has read replies past `before` (taken once the broker was back): its
+/// reply reader found the restarted broker. Seconds after `since`, or the instances that did not.
 async fn replies_flowing(
     apis: &[Api],
     before: &[f64],
