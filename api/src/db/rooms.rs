@@ -138,20 +138,21 @@ pub async fn read_changes(
         .collect::<Result<Vec<_>, sqlx::Error>>()?
     };
     // Two statements rather than one with a CASE, so the incremental read always uses the index.
+    let incremental = format!(
+        "SELECT {PLACE_COLUMNS} FROM queue_entries WHERE change_xid >= $1::bigint::text::xid8"
+    );
+    // First read: every completed or ended place, and the claims that can still matter (no window is
+    // longer than MAX_SECONDS).
+    let first = format!(
+        "SELECT {PLACE_COLUMNS} FROM queue_entries
+         WHERE change_xid IS NOT NULL
+           AND (completed_at IS NOT NULL OR ended_at IS NOT NULL
+                OR claimed_at > now() - make_interval(secs => $1))"
+    );
     let places = match cursor.xmin {
-        Some(xmin) => sqlx::query_as::<_, (Uuid, i64, bool, bool, bool)>(&format!(
-            "SELECT {PLACE_COLUMNS} FROM queue_entries WHERE change_xid >= $1::bigint::text::xid8"
-        ))
-        .bind(xmin),
-        // First read: every completed or ended place, and the claims that can still matter (no window
-        // is longer than MAX_SECONDS).
-        None => sqlx::query_as::<_, (Uuid, i64, bool, bool, bool)>(&format!(
-            "SELECT {PLACE_COLUMNS} FROM queue_entries
-             WHERE change_xid IS NOT NULL
-               AND (completed_at IS NOT NULL OR ended_at IS NOT NULL
-                    OR claimed_at > now() - make_interval(secs => $1))"
-        ))
-        .bind(f64::from(concert_core::admission::MAX_SECONDS)),
+        Some(xmin) => sqlx::query_as::<_, (Uuid, i64, bool, bool, bool)>(&incremental).bind(xmin),
+        None => sqlx::query_as::<_, (Uuid, i64, bool, bool, bool)>(&first)
+            .bind(f64::from(concert_core::admission::MAX_SECONDS)),
     }
     .fetch_all(&mut *tx)
     .await?
