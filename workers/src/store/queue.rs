@@ -44,7 +44,10 @@ pub(crate) async fn live_place(
            AND (q.seq > $3 OR EXISTS (
                  SELECT 1 FROM admissions a
                  WHERE a.concert_id = q.concert_id AND q.seq BETWEEN a.from_seq AND a.upto_seq
-                   AND a.active_until > now()))
+                   AND a.active_until > now()
+                   -- unclaimed past its claim deadline: the api already calls it EXPIRED, even
+                   -- before the ticker settles it (1 second = CLAIM_GRACE_MS)
+                   AND (q.claimed_at IS NOT NULL OR a.claim_until + interval '1 second' > now())))
          ORDER BY q.seq DESC
          LIMIT 1",
     )
