@@ -197,6 +197,14 @@ mod tests {
         assert_eq!(
             r.check(5_003),
             Verdict::Rewind {
+                to: 1_000,
+                committed: 5_000,
+                first: 5_003
+            }
+        );
+        assert_eq!(
+            r.check(5_003),
+            Verdict::Rewind {
                 to: 0,
                 committed: 5_000,
                 first: 5_003
