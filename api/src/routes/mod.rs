@@ -7,6 +7,7 @@ pub mod ops;
 pub mod queue;
 pub mod requests;
 pub mod users;
+pub mod web;
 
 use axum::routing::{delete, get, post, put};
 use axum::Router;
@@ -41,4 +42,5 @@ pub fn router() -> Router<AppState> {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .merge(web::routes())
 }
