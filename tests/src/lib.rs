@@ -12,6 +12,7 @@
 //! # }
 //! ```
 
+pub mod browser;
 pub mod client;
 pub mod env;
 pub mod kafka;

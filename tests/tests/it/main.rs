@@ -4,6 +4,7 @@
 
 mod balance;
 mod catalog;
+mod design_docs;
 mod holds;
 mod operations;
 mod outbox;
