@@ -19,7 +19,7 @@ use crate::wait::Deadline;
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// The key under which WebDriver names an element.
-const ELEMENT_KEY: &str = "element-6066-11e4-a5e6-97b2b4c8f3ab";
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// How long a `wait_for` looks before it fails the test.
 pub const UI_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -303,11 +303,20 @@ impl Browser {
             .to_owned()
     }
 
+    /// The element's attribute `name`, or else its property of that name (an input's current `value` is a
+    /// property: the attribute is only what the HTML said).
     pub async fn attr(&self, element: &Element, name: &str) -> Option<String> {
-        self.get(&format!("/element/{}/attribute/{name}", element.0))
-            .await
-            .as_str()
-            .map(str::to_owned)
+        for kind in ["attribute", "property"] {
+            let value = self
+                .get(&format!("/element/{}/{kind}/{name}", element.0))
+                .await;
+            match value {
+                Value::String(text) => return Some(text),
+                Value::Number(n) => return Some(n.to_string()),
+                _ => {}
+            }
+        }
+        None
     }
 
     async fn displayed(&self, element: &Element) -> bool {

@@ -121,10 +121,18 @@ async function loadConcerts() {
 function concertCard(concert) {
   return h(
     "article",
-    { class: "concert-card", dataset: { test: "concert-card", concertId: concert.concert_id } },
+    { class: "concert-card", dataset: { test: "concert-card", concertId: concert.concert_id },
+      onclick: (event) => event.target.closest("button") || chooseConcert(concert.concert_id) },
     h("div", { class: "grow" }, h("h3", {}, concert.title), h("p", { class: "muted" }, concert.venue)),
     h("button", { type: "button", dataset: { test: "join-button" }, onclick: action(() => join(concert.concert_id)) }, "Join"),
   );
+}
+
+/** Tapping a card chooses it: it comes first in the list, so its join button is the first one on the page. */
+function chooseConcert(concertId) {
+  const card = [...$("concert-list").children].find((el) => el.dataset.concertId === concertId);
+  if (card) $("concert-list").prepend(card);
+  for (const el of $("concert-list").children) el.classList.toggle("tapped", el === card);
 }
 
 function markChosenConcert() {
@@ -141,6 +149,7 @@ async function join(concertId) {
   store.setItem("concert", concertId);
   store.setItem(`queue:${concertId}`, place.queue_token);
   state.concertId = concertId;
+  chooseConcert(concertId);
   enterRoom(place.queue_token);
   $("room").scrollIntoView({ behavior: "smooth", block: "start" });
 }
@@ -224,6 +233,10 @@ function onPlaceProblem(problem) {
 async function openBooking() {
   $("booking").hidden = false;
   $("paid-words").hidden = true;
+  // A new admission after an earlier one ended: the date and seat buttons work again.
+  for (const button of document.querySelectorAll("#booking button")) button.disabled = false;
+  $("hold-button").disabled = state.selectedSeat === null;
+  if (state.dateId) chooseDate(state.dateId).catch(() => {});
   try {
     const { data } = await call("GET", `/v1/concerts/${state.concertId}/dates`, {
       auth: token(), queueToken: state.queueToken,
@@ -408,6 +421,7 @@ $("pay-button").addEventListener("click", action(async () => {
   hideHold();
   $("paid-words").textContent = `Paid ${won(paid.amount)}: seat ${paid.seat_no} is yours. Enjoy the show!`;
   $("paid-words").hidden = false;
+  $("selection-words").textContent = `Seat ${paid.seat_no} is yours.`;
   await Promise.all([refreshBalance(), refreshReservations()]);
   const seat = state.seats.get(paid.seat_no);
   if (seat && paid.date_id === state.dateId) setSeatStatus(seat, "MINE");

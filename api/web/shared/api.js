@@ -151,9 +151,9 @@ export function showProblem(slot, problem) {
   );
 }
 
-/** Won, grouped: 12,000 원. */
+/** Won, grouped: "12,000 won" (spelled out: not every device has a font with the won sign's Hangul). */
 export function won(amount) {
-  return `${Number(amount).toLocaleString("en-US")} 원`;
+  return `${Number(amount).toLocaleString("en-US")} won`;
 }
 
 /** "about 3 min", "about 40 s", "less than a second". */
