@@ -152,7 +152,8 @@ function drawChart() {
   const width = 600;
   const height = 180;
   const top = Math.max(5, ...samples.map((s) => Math.max(s.waiting, s.active)));
-  const x = (i) => (samples.length < 2 ? width : (i * width) / (CHART_POINTS - 1));
+  // The readings fill the width; once the chart is full, the oldest scroll off the left.
+  const x = (i) => (samples.length < 2 ? width : (i * width) / (samples.length - 1));
   const y = (v) => height - 8 - ((height - 16) * v) / top;
   const line = (key) => samples.map((s, i) => `${x(i).toFixed(1)},${y(s[key]).toFixed(1)}`).join(" ");
   $("line-waiting").setAttribute("points", line("waiting"));

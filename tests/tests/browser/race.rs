@@ -44,7 +44,7 @@ async fn two_browsers_race_for_one_seat() {
         .wait_for_attr(&seat(SEAT), "data-status", |s| s == "HELD")
         .await;
     loser
-        .screenshot(&screenshot_path("7-race-lost"), false)
+        .screenshot(&screenshot_path("7-race-lost"), true)
         .await;
 
     let held: i64 = sqlx::query_scalar(
