@@ -64,7 +64,11 @@ fn serve(path: &str, request: &HeaderMap) -> Response {
     let mut response = if unchanged {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        ([(header::CONTENT_TYPE, content_type(path))], file.data.into_owned()).into_response()
+        (
+            [(header::CONTENT_TYPE, content_type(path))],
+            file.data.into_owned(),
+        )
+            .into_response()
     };
     let headers = response.headers_mut();
     if let Ok(etag) = HeaderValue::from_str(&etag) {
