@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, bookings, catalog, ops, queue, queue_events, requests, users};
+use crate::routes::{admin, bookings, catalog, ops, queue, queue_events, requests, users, web};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +17,7 @@ use crate::routes::{admin, bookings, catalog, ops, queue, queue_events, requests
         requests::poll,
         admin::create_concert, admin::set_policy, admin::get_policy,
         ops::healthz, ops::readyz, ops::metrics,
+        web::fans_app, web::admin_page,
     ),
     components(schemas(concert_core::Problem, concert_core::ErrorCode, concert_core::commands::CommandKind,
         concert_core::commands::HoldResult, concert_core::commands::ReleaseResult, concert_core::commands::PaymentResult,

@@ -13,6 +13,7 @@
 //! ```
 
 pub mod broker;
+pub mod browser;
 pub mod client;
 pub mod env;
 pub mod kafka;

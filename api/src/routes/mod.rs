@@ -8,6 +8,7 @@ pub mod queue;
 pub mod queue_events;
 pub mod requests;
 pub mod users;
+pub mod web;
 
 use axum::routing::{delete, get, post, put};
 use axum::Router;
@@ -44,4 +45,5 @@ pub fn router() -> Router<AppState> {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .merge(web::routes())
 }

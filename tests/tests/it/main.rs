@@ -8,6 +8,7 @@ mod edges;
 mod claim_races;
 mod claims;
 mod dead_letters;
+mod design_docs;
 mod holds;
 mod limits;
 mod my_holds;
