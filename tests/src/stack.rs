@@ -117,7 +117,9 @@ impl StackBuilder {
             self.database_server
                 .as_deref()
                 .unwrap_or(&infra.admin_database_url),
-            self.kafka_brokers.as_deref().unwrap_or(&infra.kafka_brokers),
+            self.kafka_brokers
+                .as_deref()
+                .unwrap_or(&infra.kafka_brokers),
         )
         .await;
         let (shutdown, shutdown_rx) = watch::channel(false);

@@ -180,6 +180,9 @@ enum Done {
     Decided(Seen),
     /// Refused before the log (no request id): status and code.
     Refused(u16, String),
+    /// A join while the user's place is live: answered 201 with that place and the request that gave it,
+    /// nothing published (contract v2), so there is no new request to account for. The body.
+    LivePlace(Value),
     /// Stopped trying (already logged as undecided).
     GaveUp,
 }
@@ -306,18 +309,21 @@ impl Client {
     /// Joins the waiting room and waits until ACTIVE; leaves `token` unset if that did not work out.
     async fn enter(&mut self) {
         let path = format!("/v1/concerts/{}/queue", self.concert.concert_id);
-        let Done::Decided(seen) = self
+        let place = match self
             .command(CommandKind::Join, Method::POST, &path, None, false)
             .await
-        else {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            return;
+        {
+            Done::Decided(seen) => seen.result,
+            Done::LivePlace(body) => body,
+            Done::Refused(..) | Done::GaveUp => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return;
+            }
         };
-        let Some(token) = seen.result["queue_token"].as_str().map(str::to_owned) else {
-            self.crowd.log().anomaly(format!(
-                "JOIN {} decided without a queue token: {} {:?}",
-                seen.request_id, seen.status, seen.code
-            ));
+        let Some(token) = place["queue_token"].as_str().map(str::to_owned) else {
+            self.crowd
+                .log()
+                .anomaly(format!("JOIN decided without a queue token: {place}"));
             return;
         };
         let deadline = Deadline::after(COMMAND_DEADLINE);
@@ -574,6 +580,11 @@ impl Client {
                         tokio::time::sleep(Duration::from_millis(pause)).await;
                     }
                     break at;
+                }
+                201 if kind == CommandKind::Join
+                    && resp.json["request_id"].as_str() != Some(&expected_id.to_string()) =>
+                {
+                    return Done::LivePlace(resp.json.clone());
                 }
                 200 | 201 | 400..=499 => {
                     if let Some(seen) = self.decided(&resp, kind, at, at, expected_id) {

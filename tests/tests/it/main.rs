@@ -4,11 +4,11 @@
 
 mod balance;
 mod catalog;
-mod edges;
 mod claim_races;
 mod claims;
 mod dead_letters;
 mod design_docs;
+mod edges;
 mod holds;
 mod limits;
 mod my_holds;
@@ -18,8 +18,8 @@ mod payments;
 mod queue_events;
 mod races;
 mod requests;
-mod secrets;
 mod resume;
+mod secrets;
 mod shedding;
 mod support;
 mod tokens;

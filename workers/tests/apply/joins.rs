@@ -69,8 +69,8 @@ async fn an_admitted_place_stays_live_until_its_window_closes() {
         .await
         .unwrap();
     sqlx::query(
-        "INSERT INTO admissions (concert_id, from_seq, upto_seq, admitted_at, active_until)
-         VALUES ($1, 1, 1, now(), now() + interval '10 minutes')",
+        "INSERT INTO admissions (concert_id, from_seq, upto_seq, admitted_at, active_until, claim_until)
+         VALUES ($1, 1, 1, now(), now() + interval '10 minutes', now() + interval '10 minutes')",
     )
     .bind(show.concert_id)
     .execute(&db.pool)
