@@ -309,12 +309,12 @@ impl Client {
     /// Joins the waiting room and waits until ACTIVE; leaves `token` unset if that did not work out.
     async fn enter(&mut self) {
         let path = format!("/v1/concerts/{}/queue", self.concert.concert_id);
-        let place = match self
+        let (place, fresh) = match self
             .command(CommandKind::Join, Method::POST, &path, None, false)
             .await
         {
-            Done::Decided(seen) => seen.result,
-            Done::LivePlace(body) => body,
+            Done::Decided(seen) => (seen.result, true),
+            Done::LivePlace(body) => (body, false),
             Done::Refused(..) | Done::GaveUp => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 return;
@@ -343,6 +343,10 @@ impl Client {
                         return;
                     }
                     Some("WAITING") => {}
+                    // A place answered from an instance's memory can have ended a moment before on
+                    // another instance (a payment whose reply this instance had not read yet): the
+                    // client joins again. A place the log just gave out must not end unseen.
+                    Some("COMPLETED" | "EXPIRED") if !fresh => return,
                     other => {
                         self.crowd.log().anomaly(format!(
                             "a fresh place became {other:?} before it was ACTIVE"
