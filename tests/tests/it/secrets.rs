@@ -65,11 +65,14 @@ fn assert_refused(name: &str, args: &[&str], env: &[(&str, &str)], variable: &st
     );
 }
 
+/// A binary, its arguments, its environment, and the variable its refusal must name.
+type RefusalCase<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binaries_refuse_to_start_without_real_secrets() {
     let short_secret = &GOOD_SECRET[..31];
     let short_admin = &GOOD_ADMIN[..23];
-    let cases: Vec<(&str, Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<RefusalCase> = vec![
         (
             "concert-api",
             vec![],
