@@ -360,25 +360,10 @@ pub(crate) async fn expire_lapsed_holds(
     if expired.is_empty() {
         return Ok(0);
     }
-    let (holds, dates, seats): (Vec<Uuid>, Vec<Uuid>, Vec<i32>) = expired.into_iter().fold(
-        (Vec::new(), Vec::new(), Vec::new()),
-        |(mut h, mut d, mut s), (hold, date, seat)| {
-            h.push(hold);
-            d.push(date);
-            s.push(seat);
-            (h, d, s)
-        },
-    );
-    sqlx::query(
-        "UPDATE seats s SET hold_id = NULL, held_by = NULL, hold_expires_at = NULL
-         FROM UNNEST($1::uuid[], $2::uuid[], $3::int[]) AS t(hold_id, date_id, seat_no)
-         WHERE s.date_id = t.date_id AND s.seat_no = t.seat_no AND s.hold_id = t.hold_id",
-    )
-    .bind(&holds)
-    .bind(&dates)
-    .bind(&seats)
-    .execute(conn)
-    .await
-    .context("freeing the seats of expired holds")?;
-    Ok(holds.len() as u64)
+    let freed: Vec<(Uuid, i32, Uuid)> = expired
+        .iter()
+        .map(|&(hold, date, seat)| (date, seat, hold))
+        .collect();
+    clear_seat_holds(conn, &freed).await?;
+    Ok(freed.len() as u64)
 }
