@@ -17,6 +17,19 @@ use sqlx::PgPool;
 /// without ANALYZE (autovacuum may be off), nothing else does. A custom plan is made for the actual
 /// arrays and the table's current size every time, for a fraction of a millisecond.
 ///
+/// The plan shapes: every statement of the service is driven by keys (a request's ids, a batch's arrays of
+/// dates, seats, users), so the right plan is always a nested loop of index probes, whatever the table
+/// sizes. Without statistics (autovacuum may be off, and `holds`, `queue_entries` and `requests` fill up
+/// within seconds of an on-sale opening) the planner guesses a filter like `completed_at IS NULL` to keep
+/// one row in a hundred, and then scans the whole table once per key of the batch: a join batch's
+/// live-place lookup took 75 ms over 7,000 places, and grew with the square of the crowd. Sequential and
+/// bitmap scans, hash and merge joins are therefore priced out (`enable_* = off` makes them a last
+/// resort, not impossible: a statement with no index to use still runs). The planner then picks the
+/// index whose columns the keys name; `workers/tests/apply/plans.rs` checks the batch statements'
+/// plans on tables the planner knows nothing about. `jit = off`: a priced-out node costs 10^10, far past
+/// `jit_above_cost`, and the server then compiled a 200-row read of the waiting rooms for 220 ms; short
+/// keyed statements never gain from JIT.
+///
 /// The limits:
 /// - a statement or a lock wait that takes this long fails, and the worker retries its batch (both are
 ///   [transient](is_transient)): nothing waits forever behind a frozen process;
@@ -25,8 +38,13 @@ use sqlx::PgPool;
 ///   its partitions proceeds;
 /// - the server probes idle connections with TCP keepalives and checks during long statements whether
 ///   the client is still there, so a dead peer's session does not linger for the OS's 2 hours.
-pub const SESSION_SETTINGS: [(&str, &str); 8] = [
+pub const SESSION_SETTINGS: [(&str, &str); 13] = [
     ("plan_cache_mode", "force_custom_plan"),
+    ("jit", "off"),
+    ("enable_seqscan", "off"),
+    ("enable_bitmapscan", "off"),
+    ("enable_hashjoin", "off"),
+    ("enable_mergejoin", "off"),
     ("statement_timeout", "15s"),
     ("lock_timeout", "5s"),
     ("idle_in_transaction_session_timeout", "10s"),

@@ -28,18 +28,23 @@ pub(crate) async fn hold_seconds(
 }
 
 /// Live holds (HELD, deadline ahead) per (user, date), for these pairs.
+///
+/// One probe of `holds_live_by_user` per pair, by construction: the count is a subquery run once per
+/// pair, so the planner cannot turn it into one read of every live hold matched against all the pairs.
+/// It did, as a join: without statistics it guesses one hold in two hundred is HELD, takes the
+/// deadline index for a three-row read, and reads every live hold once per batch
+/// (`workers/tests/apply/plans.rs`).
 pub(crate) async fn live_hold_counts(
     conn: &mut PgConnection,
     pairs: &[(Uuid, Uuid)],
 ) -> anyhow::Result<HashMap<(Uuid, Uuid), i64>> {
     let (users, dates): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
     let rows: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(
-        "SELECT h.user_id, h.date_id, count(*)
-         FROM holds h
-         JOIN (SELECT DISTINCT * FROM UNNEST($1::uuid[], $2::uuid[])) AS w(user_id, date_id)
-           ON h.user_id = w.user_id AND h.date_id = w.date_id
-         WHERE h.state = 'HELD' AND h.expires_at > now()
-         GROUP BY h.user_id, h.date_id",
+        "SELECT w.user_id, w.date_id,
+                (SELECT count(*) FROM holds h
+                 WHERE h.user_id = w.user_id AND h.date_id = w.date_id
+                   AND h.state = 'HELD' AND h.expires_at > now())
+         FROM (SELECT DISTINCT * FROM UNNEST($1::uuid[], $2::uuid[])) AS w(user_id, date_id)",
     )
     .bind(&users)
     .bind(&dates)
@@ -276,8 +281,13 @@ pub(crate) async fn lock_holds(
         .collect()
 }
 
-/// Ends these live holds (RELEASED or PAID) in one statement. Every one of them must still be HELD: the
-/// caller decided on locked rows, so fewer rows is a broken invariant and rolls the batch back.
+/// Ends these live holds (RELEASED or PAID) in one statement. The caller decided on rows it locked with
+/// [`lock_holds`] and saw HELD, so every one of them must be there: fewer rows is a broken invariant and
+/// rolls the batch back.
+///
+/// By id alone, not `AND state = 'HELD'`: that condition lets the planner read the statement through a
+/// partial index on live holds, and without statistics it guesses one hold in two hundred is live, so it
+/// read every live hold to end twenty of them (`workers/tests/apply/plans.rs`).
 pub(crate) async fn end_holds(
     conn: &mut PgConnection,
     hold_ids: &[Uuid],
@@ -286,18 +296,17 @@ pub(crate) async fn end_holds(
     if hold_ids.is_empty() {
         return Ok(());
     }
-    let ended = sqlx::query(
-        "UPDATE holds SET state = $2, ended_at = now() WHERE hold_id = ANY($1) AND state = 'HELD'",
-    )
-    .bind(hold_ids)
-    .bind(state.as_str())
-    .execute(conn)
-    .await
-    .context("ending holds")?
-    .rows_affected();
+    let ended =
+        sqlx::query("UPDATE holds SET state = $2, ended_at = now() WHERE hold_id = ANY($1)")
+            .bind(hold_ids)
+            .bind(state.as_str())
+            .execute(conn)
+            .await
+            .context("ending holds")?
+            .rows_affected();
     anyhow::ensure!(
         ended == hold_ids.len() as u64,
-        "{ended} of {} holds live when locked could be ended",
+        "{ended} of {} holds locked could be ended",
         hold_ids.len()
     );
     Ok(())

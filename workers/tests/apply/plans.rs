@@ -10,7 +10,7 @@ use concert_workers::{apply_batch, ApplyContext};
 use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
 
-use crate::helpers::{hold, Log, TestDb};
+use crate::helpers::{hold, join, pay, release, result, uuid_of, Log, TestDb};
 
 #[tokio::test]
 async fn batch_plans_stay_on_the_index_after_the_catalog_grows_without_analyze() {
@@ -91,6 +91,117 @@ async fn batch_plans_stay_on_the_index_after_the_catalog_grows_without_analyze()
         "never scans all seats:\n{plan}"
     );
     drop(conn);
+    pool.close().await;
+    db.drop_database().await;
+}
+
+/// Rows read per command, whatever the planner knows: the tables fill up the way an on-sale fills them
+/// (2,000 places, 2,000 holds, 4,000 requests, 5,000 seats) and nobody runs ANALYZE, so every estimate is
+/// a guess. Then a batch of each kind is applied and the server's own counters say how many rows each
+/// table gave up (sequential and index reads alike). A statement keyed by its batch reads a handful per
+/// command; the plans the guessing planner made without `SESSION_SETTINGS`' plan shapes (a scan of every
+/// live place, or of every live hold, once per key) read thousands.
+///
+/// Counters, not timings: the figure is the same on a loaded machine.
+#[tokio::test]
+async fn batches_read_a_handful_of_rows_per_command_from_tables_never_analyzed() {
+    const CROWD: usize = 2_000;
+    const MEASURED: usize = 20;
+    let db = TestDb::new().await;
+    // One connection, so the counters can be flushed from the session that did the work.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(db.options())
+        .await
+        .expect("connect");
+    let ctx = ApplyContext::new(pool.clone(), 4);
+    let show = db.concert(5_000, 100_000).await;
+    let users: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO users (user_id, name, balance)
+         SELECT gen_random_uuid(), 'fan', 1000000000 FROM generate_series(1, $1) RETURNING user_id",
+    )
+    .bind((CROWD + MEASURED) as i32)
+    .fetch_all(&db.pool)
+    .await
+    .expect("sign up the crowd");
+    let (crowd, newcomers) = users.split_at(CROWD);
+    let mut log = Log::default();
+
+    // The on-sale: everyone joins, then everyone holds a seat, in batches as the consumer applies them.
+    let mut seqs = Vec::with_capacity(CROWD);
+    let mut holds = Vec::with_capacity(CROWD);
+    for chunk in crowd.chunks(250) {
+        let batch: Vec<_> = chunk.iter().map(|u| log.at(*u, join(show))).collect();
+        for reply in apply_batch(&ctx, &batch).await.expect("joins") {
+            seqs.push(result(&reply)["seq"].as_i64().expect("a place"));
+        }
+    }
+    for (k, chunk) in crowd.chunks(250).enumerate() {
+        let batch: Vec<_> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, u)| log.at(*u, hold(show, (k * 250 + i + 1) as i32)))
+            .collect();
+        for reply in apply_batch(&ctx, &batch).await.expect("holds") {
+            holds.push(uuid_of(result(&reply), "hold_id"));
+        }
+    }
+
+    // What the filling counted leaves the session first, then the server's counters start from zero.
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(&pool)
+        .await
+        .expect("flush the counters");
+    sqlx::query("SELECT pg_stat_reset()")
+        .execute(&pool)
+        .await
+        .expect("reset the counters");
+    let measured = [
+        newcomers
+            .iter()
+            .map(|u| log.at(*u, join(show)))
+            .collect::<Vec<_>>(),
+        (0..MEASURED)
+            .map(|i| log.at(crowd[i], hold(show, (CROWD + i + 1) as i32)))
+            .collect(),
+        (MEASURED..2 * MEASURED)
+            .map(|i| log.at(crowd[i], release(show, holds[i])))
+            .collect(),
+        (2 * MEASURED..3 * MEASURED)
+            .map(|i| log.at(crowd[i], pay(show, holds[i], seqs[i])))
+            .collect(),
+    ];
+    for batch in &measured {
+        for reply in apply_batch(&ctx, batch).await.expect("apply") {
+            result(&reply);
+        }
+    }
+    // The session's counters reach the server's statistics when it next goes idle.
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(&pool)
+        .await
+        .expect("flush the counters");
+    let read: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT t.relname::text,
+                (coalesce(t.seq_tup_read, 0) + coalesce(sum(i.idx_tup_read), 0))::bigint
+         FROM pg_stat_user_tables t LEFT JOIN pg_stat_user_indexes i ON i.relid = t.relid
+         GROUP BY t.relid, t.relname, t.seq_tup_read ORDER BY t.relname",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .expect("read the counters");
+    let commands = (4 * MEASURED) as i64;
+    for (table, rows) in &read {
+        assert!(
+            *rows <= 10 * commands,
+            "{commands} commands read {rows} rows of {table}; every table: {read:?}"
+        );
+    }
+    assert!(
+        read.iter()
+            .any(|(table, rows)| table == "holds" && *rows > 0),
+        "the counters were flushed: {read:?}"
+    );
     pool.close().await;
     db.drop_database().await;
 }
