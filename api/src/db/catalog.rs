@@ -88,15 +88,33 @@ pub async fn create_concert(
             .await?;
     }
     tx.commit().await?;
-    refresh_statistics(pool).await;
+    let seats_added: i64 = dates.iter().map(|d| i64::from(d.seats)).sum();
+    refresh_statistics(pool, seats_added).await;
     Ok(())
 }
 
-/// Takes fresh planner statistics of the catalog after a bulk write. Autovacuum may be off or late, and a
-/// concert can add a hundred thousand seats at once; the workers' plans are made per execution (see
-/// `concert_core::db::SESSION_SETTINGS`), so they pick the statistics up at once. A failure only costs
-/// estimates, never the concert: it is logged, not returned.
-async fn refresh_statistics(pool: &PgPool) {
+/// Takes fresh planner statistics of the catalog after a bulk write, when they are stale by autovacuum's
+/// own rule (more rows changed since the last ANALYZE than 50 + 10% of the table; `seats_added` counts the
+/// rows just written, which the server's activity statistics may not show for another second). Autovacuum may be off or
+/// late, and a concert can add a hundred thousand seats at once; the service's plans are made per
+/// execution and keyed (see `concert_core::db::SESSION_SETTINGS`), so they pick the statistics up at once.
+/// Not on every concert: an ANALYZE samples 30,000 seats (about 0.1 s of a core), and an admin creating
+/// many small concerts would pay it each time. A failure only costs estimates, never the concert: it is
+/// logged, not returned.
+async fn refresh_statistics(pool: &PgPool, seats_added: i64) {
+    let stale: Result<Option<bool>, sqlx::Error> = sqlx::query_scalar(
+        "SELECT s.n_mod_since_analyze + $1 > 50 + 0.1 * greatest(c.reltuples, 0)
+         FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+         WHERE s.relid = 'seats'::regclass",
+    )
+    .bind(seats_added)
+    .fetch_optional(pool)
+    .await;
+    match stale {
+        Ok(Some(false)) => return,
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "could not read the catalog's statistics age"),
+    }
     if let Err(err) = sqlx::query("ANALYZE concert_dates, seats")
         .execute(pool)
         .await
