@@ -206,6 +206,11 @@ async fn read_replies(
             message = consumer.recv() => {
                 let message = message.context("reading a reply")?;
                 let Some(payload) = message.payload() else { continue };
+                // From the worker's send to here: the reply's hop through the broker.
+                if let Some(sent_ms) = message.timestamp().to_millis() {
+                    let transit_ms = chrono::Utc::now().timestamp_millis() - sent_ms;
+                    metrics::histogram!("reply_transit_seconds").record(transit_ms.max(0) as f64 / 1000.0);
+                }
                 match serde_json::from_slice::<Reply>(payload) {
                     Ok(reply) => hub.publish(reply),
                     Err(err) => tracing::warn!(error = %err, offset = message.offset(), "undecodable reply skipped"),

@@ -26,6 +26,8 @@ const LAST_OFFSET: &str = "concert_worker_last_offset";
 const BATCH_SIZE: &str = "concert_worker_batch_size";
 const BATCH_SECONDS: &str = "concert_worker_batch_apply_seconds";
 const BROKER_SKIPS: &str = "concert_worker_broker_skipped_reads_total";
+const COMMAND_WAIT: &str = "concert_worker_command_wait_seconds";
+const REPLIES_SENT: &str = "concert_worker_reply_send_seconds";
 
 /// A command's outcome: `succeeded`, `failed`, or `replayed` (an earlier delivery had decided it).
 pub(crate) fn command_applied(kind: CommandKind, outcome: &'static str) {
@@ -36,6 +38,20 @@ pub(crate) fn command_applied(kind: CommandKind, outcome: &'static str) {
 pub(crate) fn batch_applied(size: usize, took: Duration) {
     metrics::histogram!(BATCH_SIZE).record(size as f64);
     metrics::histogram!(BATCH_SECONDS).record(took.as_secs_f64());
+}
+
+/// How long each command of a batch waited between the api's send (its log timestamp) and the start of
+/// its batch's apply: the broker's hop plus the wait behind the previous batch.
+pub(crate) fn commands_waited(sent_at_ms: impl Iterator<Item = i64>) {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    for sent in sent_at_ms {
+        metrics::histogram!(COMMAND_WAIT).record((now_ms - sent).max(0) as f64 / 1000.0);
+    }
+}
+
+/// How long a batch's replies took to be acknowledged by the broker.
+pub(crate) fn replies_sent(took: Duration) {
+    metrics::histogram!(REPLIES_SENT).record(took.as_secs_f64());
 }
 
 pub(crate) fn dead_lettered() {

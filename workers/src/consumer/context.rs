@@ -12,10 +12,12 @@ use rdkafka::{ClientContext, TopicPartitionList};
 
 use super::resume::ResumePoints;
 
-/// Commits on revoke, and plans where assigned partitions start. Nothing is in flight at a revoke: the
-/// consumer loop only polls (which is when rebalance callbacks run) between batches, after the previous
-/// batch's offsets were stored; a batch gathered before the revoke may still be applied after it, and
-/// its offsets then fail to store (its records are read again by the next owner, which dedupes them).
+/// Commits on revoke, and plans where assigned partitions start. The consumer loop only polls (which is
+/// when rebalance callbacks run) between batches, after the previous batch committed in Postgres; its
+/// offsets are stored once its replies are acknowledged, which may be after the revoke. Then they fail
+/// to store, or are stored for a partition that moved: either way the next owner reads those records
+/// again and dedupes them by request id. A batch gathered before the revoke may likewise be applied
+/// after it.
 ///
 /// Also keeps the number of partitions this process owns, for the stuck-group watchdog and the metrics.
 #[derive(Default)]

@@ -2,7 +2,10 @@
 //! in one transaction, replies, and only then stores the offsets.
 //!
 //! Partitions in one batch are applied concurrently, each on its own connection; the next batch is not
-//! read before this one is done, so one partition is never applied by two tasks of this process at once.
+//! read before this one is committed, so one partition is never applied by two tasks of this process at
+//! once. Replies are handed to the producer as soon as a batch commits, and the next batch is read while
+//! the broker acknowledges them: a task of its own ([`store_offsets`]) stores each batch's offsets once
+//! its replies are on the log, batch after batch in the order they were applied.
 
 mod batch;
 mod context;
@@ -11,16 +14,17 @@ mod publish;
 mod resume;
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use futures::future::join_all;
+use futures::future::{join_all, BoxFuture};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Message, Offset};
 use sqlx::PgPool;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::instrument;
 
@@ -38,6 +42,9 @@ use resume::Verdict;
 const LINGER: Duration = Duration::from_millis(2);
 /// How long a seek waits for the fetcher to take the new position.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Batches applied whose replies may still be on their way to the broker. The consumer waits for room
+/// beyond it, so a broker that stops acknowledging stops the consumer too.
+const UNACKNOWLEDGED_BATCHES: usize = 16;
 
 type CommandConsumer = StreamConsumer<CommitOnRevoke>;
 
@@ -74,7 +81,7 @@ pub(crate) async fn run(
         joins_topic: topics.joins.clone(),
         shutdown: shutdown.clone(),
     };
-    let consumer = create_consumer(config)?;
+    let consumer = Arc::new(create_consumer(config)?);
     consumer
         .subscribe(&[&topics.joins, &topics.bookings])
         .context("subscribing to the command topics")?;
@@ -83,6 +90,8 @@ pub(crate) async fn run(
         consumer.context().assigned.clone(),
         shutdown.clone(),
     ));
+    let (applied, to_store) = mpsc::channel(UNACKNOWLEDGED_BATCHES);
+    let storing = tokio::spawn(store_offsets(consumer.clone(), to_store));
     tracing::info!(group = %config.group_id, "command consumer started");
 
     let mut backoff = Backoff::new();
@@ -106,13 +115,17 @@ pub(crate) async fn run(
         backoff.reset();
         let messages = gather(&consumer, first, config.max_batch).await;
         let messages = screen(&consumer, messages);
-        if !process(&consumer, &ctx, &publisher, messages).await {
+        if !process(&ctx, &publisher, messages, &applied).await {
             break;
         }
     }
 
-    commit_stored(&consumer);
+    // What was applied has its offsets stored once its replies are acknowledged; then they are committed.
+    drop(applied);
+    storing.await.context("storing the last offsets")?;
+    commit_stored(consumer.as_ref());
     // Closing the consumer leaves the group (so partitions move at once) and may block on the broker.
+    let consumer = Arc::into_inner(consumer).context("the consumer is still shared")?;
     tokio::task::spawn_blocking(move || drop(consumer))
         .await
         .context("closing the consumer")?;
@@ -191,13 +204,21 @@ fn screen(consumer: &CommandConsumer, messages: Vec<OwnedMessage>) -> Vec<OwnedM
     kept
 }
 
-/// Applies one batch and stores the offsets of the partitions that finished. Returns `false` when
-/// shutdown interrupted it: those partitions' offsets stay where they were, to be read again.
+/// A partition's batch that is committed in Postgres, and its replies on their way to the broker.
+struct Applied {
+    topic: String,
+    partition: i32,
+    last_offset: i64,
+    replies_sent: BoxFuture<'static, ()>,
+}
+
+/// Applies one batch and hands each finished partition's offset to [`store_offsets`]. Returns `false`
+/// when shutdown interrupted it: those partitions' offsets stay where they were, to be read again.
 async fn process(
-    consumer: &CommandConsumer,
     ctx: &ApplyContext,
     publisher: &Publisher,
     messages: Vec<OwnedMessage>,
+    applied: &mpsc::Sender<Applied>,
 ) -> bool {
     let groups = batch::group_by_partition(messages, |m| (m.topic().to_owned(), m.partition()));
     let results = join_all(groups.iter().map(|((topic, partition), messages)| {
@@ -205,18 +226,24 @@ async fn process(
     }))
     .await;
     let mut finished = true;
-    for (((topic, partition), messages), result) in groups.iter().zip(results) {
+    for (((topic, partition), messages), result) in groups.into_iter().zip(results) {
         let Some(last) = messages.last() else {
             continue;
         };
         match result {
-            Ok(()) => {
-                // Offsets are stored only now: the outcome is committed and the replies were sent.
-                if let Err(err) = consumer.store_offset(topic, *partition, last.offset()) {
-                    // Usually the partition was revoked meanwhile; its new owner re-reads and dedupes.
-                    tracing::warn!(topic, partition, error = %err, "could not store the offset");
+            Ok(replies_sent) => {
+                let batch = Applied {
+                    topic,
+                    partition,
+                    last_offset: last.offset(),
+                    replies_sent,
+                };
+                if applied.send(batch).await.is_err() {
+                    tracing::error!(
+                        "the offset store stopped; leaving the batch for the next reader"
+                    );
+                    finished = false;
                 }
-                metrics::offset_processed(topic, *partition, last.offset());
             }
             Err(err) => {
                 tracing::info!(
@@ -232,6 +259,27 @@ async fn process(
     finished
 }
 
+/// Stores each applied batch's offset once its replies are acknowledged, in the order the batches were
+/// applied, so a partition's stored offset only moves forward. Ends when the consumer loop drops its
+/// sender, after the last batch handed over.
+async fn store_offsets(consumer: Arc<CommandConsumer>, mut applied: mpsc::Receiver<Applied>) {
+    while let Some(batch) = applied.recv().await {
+        batch.replies_sent.await;
+        let Applied {
+            topic,
+            partition,
+            last_offset,
+            ..
+        } = batch;
+        // Offsets are stored only now: the outcome is committed and the replies were sent.
+        if let Err(err) = consumer.store_offset(&topic, partition, last_offset) {
+            // Usually the partition was revoked meanwhile; its new owner re-reads and dedupes.
+            tracing::warn!(topic, partition, error = %err, "could not store the offset");
+        }
+        metrics::offset_processed(&topic, partition, last_offset);
+    }
+}
+
 #[instrument(skip_all, fields(topic = topic, partition = partition, size = messages.len()))]
 async fn process_partition(
     ctx: &ApplyContext,
@@ -239,9 +287,10 @@ async fn process_partition(
     topic: &str,
     partition: i32,
     messages: &[OwnedMessage],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<BoxFuture<'static, ()>> {
     let mut commands = Vec::with_capacity(messages.len());
     let mut unreadable = Vec::new();
+    metrics::commands_waited(messages.iter().filter_map(|m| m.timestamp().to_millis()));
     for message in messages {
         match batch::decode(message.payload()) {
             Ok(envelope) => commands.push(LogCommand {
@@ -255,7 +304,12 @@ async fn process_partition(
     let replies = apply_batch(ctx, &commands)
         .await
         .with_context(|| format!("applying {topic}[{partition}]"))?;
-    publisher.send_replies(&replies).await;
+    let sending = std::time::Instant::now();
+    let sent = publisher.start_replies(&replies);
+    let replies_sent = Box::pin(async move {
+        sent.await;
+        metrics::replies_sent(sending.elapsed());
+    });
     for (message, reason) in unreadable {
         publisher.dead_letter(message, &reason).await?;
         if let Some(sender) = dead_letter::sender(message.payload(), topic == publisher.joins_topic)
@@ -267,7 +321,7 @@ async fn process_partition(
             }
         }
     }
-    Ok(())
+    Ok(replies_sent)
 }
 
 /// Stores the FAILED outcome of a parked command, retrying what may pass (the database is away). A

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use concert_core::commands::Reply;
-use futures::future::join_all;
+use futures::future::{join_all, BoxFuture};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
@@ -33,25 +33,63 @@ impl Publisher {
     /// Sends every reply and waits for the delivery reports. A reply that does not get through is only
     /// logged: the outcome is in Postgres, where the api looks when the reply does not come.
     pub(crate) async fn send_replies(&self, replies: &[Reply]) {
-        let sends = replies.iter().map(|reply| async move {
-            let payload = serde_json::to_vec(reply).map_err(|e| e.to_string())?;
-            let key = reply.request_id.to_string();
-            let record = FutureRecord::to(&self.replies_topic)
-                .key(&key)
-                .payload(&payload);
-            self.producer
-                .send(record, QUEUE_TIMEOUT)
-                .await
-                .map(|_| ())
-                .map_err(|(e, _)| e.to_string())
-        });
-        let failed: Vec<String> = join_all(sends)
-            .await
-            .into_iter()
-            .filter_map(Result::err)
+        self.start_replies(replies).await
+    }
+
+    /// Hands every reply to the producer now and returns a future that resolves once the broker has
+    /// acknowledged them all. The consumer goes on with its next batch meanwhile: the broker's round trip
+    /// is no longer on the path of the commands that arrive behind this batch. A reply that does not get
+    /// through is only logged, as in [`Self::send_replies`].
+    pub(crate) fn start_replies(&self, replies: &[Reply]) -> BoxFuture<'static, ()> {
+        let sends: Vec<BoxFuture<'static, Result<(), String>>> = replies
+            .iter()
+            .map(|reply| self.start_reply(reply))
             .collect();
-        if let Some(first) = failed.first() {
-            tracing::warn!(failed = failed.len(), error = %first, "some replies were not delivered; outcomes are stored");
+        Box::pin(async move {
+            let failed: Vec<String> = join_all(sends)
+                .await
+                .into_iter()
+                .filter_map(Result::err)
+                .collect();
+            if let Some(first) = failed.first() {
+                tracing::warn!(failed = failed.len(), error = %first, "some replies were not delivered; outcomes are stored");
+            }
+        })
+    }
+
+    /// Enqueues one reply at once when the producer's queue has room; otherwise waits for room (up to
+    /// [`QUEUE_TIMEOUT`]) in a task of its own.
+    fn start_reply(&self, reply: &Reply) -> BoxFuture<'static, Result<(), String>> {
+        let payload = match serde_json::to_vec(reply) {
+            Ok(payload) => payload,
+            Err(err) => return Box::pin(std::future::ready(Err(err.to_string()))),
+        };
+        let key = reply.request_id.to_string();
+        let record = FutureRecord::to(&self.replies_topic)
+            .key(&key)
+            .payload(&payload);
+        match self.producer.send_result(record) {
+            Ok(delivery) => Box::pin(async move {
+                match delivery.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((err, _))) => Err(err.to_string()),
+                    Err(_) => Err("the producer dropped the delivery report".to_owned()),
+                }
+            }),
+            Err((err, _)) => {
+                tracing::debug!(error = %err, "the producer queue is full; waiting for room");
+                let producer = self.producer.clone();
+                let topic = self.replies_topic.clone();
+                let waiting = tokio::spawn(async move {
+                    let record = FutureRecord::to(&topic).key(&key).payload(&payload);
+                    producer
+                        .send(record, QUEUE_TIMEOUT)
+                        .await
+                        .map(|_| ())
+                        .map_err(|(e, _)| e.to_string())
+                });
+                Box::pin(async move { waiting.await.map_err(|e| e.to_string())? })
+            }
         }
     }
 
