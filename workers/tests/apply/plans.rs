@@ -8,20 +8,28 @@
 
 use concert_workers::{apply_batch, ApplyContext};
 use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::helpers::{hold, join, pay, release, result, uuid_of, Log, TestDb};
 
-#[tokio::test]
-async fn batch_plans_stay_on_the_index_after_the_catalog_grows_without_analyze() {
-    let db = TestDb::new().await;
-    // One connection, so every batch reuses its prepared statements and their cached plans.
+/// A pool of one connection with the services' session settings, and an apply context on it: every batch
+/// runs in the same session.
+async fn one_connection(db: &TestDb) -> (PgPool, ApplyContext) {
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .connect_with(db.options())
         .await
         .expect("connect");
     let ctx = ApplyContext::new(pool.clone(), 4);
+    (pool, ctx)
+}
+
+#[tokio::test]
+async fn batch_plans_stay_on_the_index_after_the_catalog_grows_without_analyze() {
+    let db = TestDb::new().await;
+    // One connection, so every batch reuses its prepared statements and their cached plans.
+    let (pool, ctx) = one_connection(&db).await;
     let show = db.concert(50, 100).await;
     let mut log = Log::default();
 
@@ -109,12 +117,7 @@ async fn batches_read_a_handful_of_rows_per_command_from_tables_never_analyzed()
     const MEASURED: usize = 20;
     let db = TestDb::new().await;
     // One connection, so the counters can be flushed from the session that did the work.
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(db.options())
-        .await
-        .expect("connect");
-    let ctx = ApplyContext::new(pool.clone(), 4);
+    let (pool, ctx) = one_connection(&db).await;
     let show = db.concert(5_000, 100_000).await;
     let users: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO users (user_id, name, balance)
