@@ -89,7 +89,7 @@ pub async fn submit(
     let started = Instant::now();
     publish(state, &envelope).await?;
     metrics::counter!("commands_submitted_total", "kind" => kind.as_str()).increment(1);
-    // One hop of a command's way (docs/PERFORMANCE.md, "Where a command's time goes").
+    // One hop of a command's way: until the broker acknowledged it (docs/PERFORMANCE.md, the hop table).
     metrics::histogram!("command_publish_seconds", "kind" => kind.as_str())
         .record(started.elapsed().as_secs_f64());
     // From here on the command is on the log: every answer names it (202 when its outcome is not known),

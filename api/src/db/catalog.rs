@@ -94,10 +94,11 @@ pub async fn create_concert(
 }
 
 /// Takes fresh planner statistics of the catalog after a bulk write, when they are stale by autovacuum's
-/// own rule (more rows changed since the last ANALYZE than 50 + 10% of the table; `seats_added` counts the
-/// rows just written, which the server's activity statistics may not show for another second). Autovacuum may be off or
-/// late, and a concert can add a hundred thousand seats at once; the service's plans are made per
-/// execution and keyed (see `concert_core::db::SESSION_SETTINGS`), so they pick the statistics up at once.
+/// own rule (more rows changed since the last ANALYZE than 50 + 10% of the table; `seats_added` counts
+/// the rows just written, which the server's activity statistics may not show for another second).
+/// Autovacuum may be off or late, and a concert can add a hundred thousand seats at once; the service's
+/// plans are made per execution and keyed (see `concert_core::db::SESSION_SETTINGS`), so they pick the
+/// statistics up at once.
 /// Not on every concert: an ANALYZE samples 30,000 seats (about 0.1 s of a core), and an admin creating
 /// many small concerts would pay it each time. A failure only costs estimates, never the concert: it is
 /// logged, not returned.

@@ -317,7 +317,7 @@ async fn process_partition(
             if let Some(reply) =
                 record_dead_letter(ctx, publisher, &sender, message, &reason).await?
             {
-                publisher.send_replies(&[reply]).await;
+                publisher.start_replies(&[reply]).await;
             }
         }
     }

@@ -30,16 +30,11 @@ pub(crate) struct Publisher {
 }
 
 impl Publisher {
-    /// Sends every reply and waits for the delivery reports. A reply that does not get through is only
-    /// logged: the outcome is in Postgres, where the api looks when the reply does not come.
-    pub(crate) async fn send_replies(&self, replies: &[Reply]) {
-        self.start_replies(replies).await
-    }
-
     /// Hands every reply to the producer now and returns a future that resolves once the broker has
     /// acknowledged them all. The consumer goes on with its next batch meanwhile: the broker's round trip
     /// is no longer on the path of the commands that arrive behind this batch. A reply that does not get
-    /// through is only logged, as in [`Self::send_replies`].
+    /// through is only logged: the outcome is in Postgres, where the api looks when the reply does not
+    /// come.
     pub(crate) fn start_replies(&self, replies: &[Reply]) -> BoxFuture<'static, ()> {
         let sends: Vec<BoxFuture<'static, Result<(), String>>> = replies
             .iter()
