@@ -57,25 +57,33 @@ struct LivePlaceRow {
 /// unclaimed admission ends the place), and either still
 /// waiting or inside an admission step whose window is open. Run with the rooms locked, so no frontier
 /// moves underneath.
+///
+/// One newest-first probe of `queue_entries_by_user` per pair, by construction (a LIMIT 1 per pair in
+/// that index's order). Written as one join, the planner without statistics took the primary key
+/// (concert, seq) for a few hundred places and read every place of the concert once per pair
+/// (`workers/tests/apply/plans.rs`).
 pub(crate) async fn live_places(
     conn: &mut PgConnection,
     pairs: &[(Uuid, Uuid)],
 ) -> anyhow::Result<HashMap<(Uuid, Uuid), Place>> {
     let (concerts, users): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
     let rows: Vec<LivePlaceRow> = sqlx::query_as(
-        "SELECT DISTINCT ON (q.concert_id, q.user_id) q.concert_id, q.user_id, q.seq, q.joined_at
+        "SELECT w.concert_id, w.user_id, q.seq, q.joined_at
          FROM (SELECT DISTINCT * FROM UNNEST($1::uuid[], $2::uuid[])) AS w(concert_id, user_id)
          JOIN waiting_rooms r ON r.concert_id = w.concert_id
-         JOIN queue_entries q ON q.concert_id = w.concert_id AND q.user_id = w.user_id
-         WHERE q.completed_at IS NULL AND q.ended_at IS NULL
-           AND (q.seq > r.admitted_upto OR EXISTS (
-                 SELECT 1 FROM admissions a
-                 WHERE a.concert_id = q.concert_id AND a.upto_seq >= q.seq AND a.from_seq <= q.seq
-                   AND a.active_until > now()
-                   -- unclaimed past its claim deadline: the api already calls it EXPIRED, even
-                   -- before the ticker settles it (1 second = CLAIM_GRACE_MS)
-                   AND (q.claimed_at IS NOT NULL OR a.claim_until + interval '1 second' > now())))
-         ORDER BY q.concert_id, q.user_id, q.seq DESC",
+         JOIN LATERAL (
+             SELECT q.seq, q.joined_at FROM queue_entries q
+             WHERE q.concert_id = w.concert_id AND q.user_id = w.user_id
+               AND q.completed_at IS NULL AND q.ended_at IS NULL
+               AND (q.seq > r.admitted_upto OR EXISTS (
+                     SELECT 1 FROM admissions a
+                     WHERE a.concert_id = q.concert_id AND a.upto_seq >= q.seq AND a.from_seq <= q.seq
+                       AND a.active_until > now()
+                       -- unclaimed past its claim deadline: the api already calls it EXPIRED, even
+                       -- before the ticker settles it (1 second = CLAIM_GRACE_MS)
+                       AND (q.claimed_at IS NOT NULL OR a.claim_until + interval '1 second' > now())))
+             ORDER BY q.seq DESC
+             LIMIT 1) q ON true",
     )
     .bind(&concerts)
     .bind(&users)

@@ -32,7 +32,9 @@ pub(crate) async fn hold_seconds(
 /// One probe of `holds_live_by_user` per pair, by construction: the count is a subquery run once per
 /// pair, so the planner cannot turn it into one read of every live hold matched against all the pairs.
 /// It did, as a join: without statistics it guesses one hold in two hundred is HELD, takes the
-/// deadline index for a three-row read, and reads every live hold once per batch
+/// deadline index for a three-row read, and reads every live hold once per batch. The deadline test
+/// is a FILTER of the count, not a condition of the probe, for the same reason: with a few hundred holds
+/// the planner costed `holds_live_by_deadline` (the smaller index) below the per-user one, even per pair
 /// (`workers/tests/apply/plans.rs`).
 pub(crate) async fn live_hold_counts(
     conn: &mut PgConnection,
@@ -41,9 +43,8 @@ pub(crate) async fn live_hold_counts(
     let (users, dates): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
     let rows: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(
         "SELECT w.user_id, w.date_id,
-                (SELECT count(*) FROM holds h
-                 WHERE h.user_id = w.user_id AND h.date_id = w.date_id
-                   AND h.state = 'HELD' AND h.expires_at > now())
+                (SELECT count(*) FILTER (WHERE h.expires_at > now()) FROM holds h
+                 WHERE h.user_id = w.user_id AND h.date_id = w.date_id AND h.state = 'HELD')
          FROM (SELECT DISTINCT * FROM UNNEST($1::uuid[], $2::uuid[])) AS w(user_id, date_id)",
     )
     .bind(&users)
