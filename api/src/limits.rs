@@ -162,6 +162,7 @@ mod tests {
                 token_secret: "x".repeat(32),
                 db_max_connections: 1,
                 kafka_fetch: Default::default(),
+                partitions: Default::default(),
             })
         }
     }

@@ -71,6 +71,9 @@ pub struct Settings {
     pub db_max_connections: u32,
     /// `KAFKA_FETCH_WAIT_MS` and `KAFKA_FETCH_MIN_BYTES`: how consumers long-poll the broker
     pub kafka_fetch: crate::kafka::FetchSettings,
+    /// `KAFKA_JOIN_PARTITIONS`, `KAFKA_BOOKING_PARTITIONS`, `KAFKA_REPLY_PARTITIONS`: partition counts of
+    /// topics `concert-worker topics` creates
+    pub partitions: crate::topics::Partitions,
 }
 
 impl std::fmt::Debug for Settings {
@@ -111,11 +114,12 @@ impl Settings {
             db_max_connections: env_parse("DATABASE_MAX_CONNECTIONS", 16)
                 .context("DATABASE_MAX_CONNECTIONS")?,
             kafka_fetch: crate::kafka::FetchSettings::from_env()?,
+            partitions: crate::topics::Partitions::from_env()?,
         })
     }
 
     pub fn topics(&self) -> crate::topics::Topics {
-        crate::topics::Topics::new(&self.topic_prefix)
+        crate::topics::Topics::with_counts(&self.topic_prefix, self.partitions)
     }
 }
 
@@ -132,6 +136,7 @@ mod tests {
             token_secret: "a-very-secret-value-of-forty-bytes-long!".into(),
             db_max_connections: 4,
             kafka_fetch: Default::default(),
+            partitions: Default::default(),
         };
         let shown = format!("{settings:?}");
         assert!(!shown.contains("a-very-secret"), "{shown}");

@@ -11,6 +11,15 @@ use concert_core::topics::Topics;
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
+/// Partition counts of a test's topics: more command partitions than the default (2 and 2), so that in
+/// the tests that run three workers every worker owns some, and a killed or frozen one has partitions to
+/// hand over. `concert-worker topics` with the defaults is tested on its own (`it::operations`).
+pub const TEST_PARTITIONS: concert_core::topics::Partitions = concert_core::topics::Partitions {
+    joins: 4,
+    bookings: 8,
+    replies: 1,
+};
+
 /// Connections each in-process or spawned service instance may open; small enough that four stacks of four
 /// instances stay within Postgres' default of 100 connections.
 pub const DB_CONNECTIONS_PER_INSTANCE: u32 = 5;
@@ -161,6 +170,7 @@ impl TestEnv {
             token_secret: format!("test-secret-{}", Uuid::new_v4().simple()),
             db_max_connections: DB_CONNECTIONS_PER_INSTANCE,
             kafka_fetch: Default::default(),
+            partitions: TEST_PARTITIONS,
         };
         let db = concert_core::db::pool(&settings.database_url, 8).expect("pool");
         concert_core::db::migrate(&db)

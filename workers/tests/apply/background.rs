@@ -17,6 +17,7 @@ fn config(db: &TestDb, roles: Roles) -> WorkerConfig {
         token_secret: "a-test-secret-of-enough-length".into(),
         db_max_connections: 4,
         kafka_fetch: Default::default(),
+        partitions: Default::default(),
     };
     WorkerConfig {
         roles,
