@@ -18,8 +18,11 @@ use crate::stats::Recorder;
 use crate::verify::{expected_codes, Kind, Ledger};
 use crate::workers::for_each;
 
-/// Most times the places are read again when the line moved during a read.
+/// Most times the places are read when a read finds them misplaced.
 const READ_ATTEMPTS: usize = 3;
+/// How long to let the api's waiting-room cache catch up before reading again: it refreshes several
+/// times a second, so a place admitted just before a read may still be reported WAITING for a moment.
+const CATCH_UP: Duration = Duration::from_secs(1);
 
 /// What one place looked like when read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,7 +226,8 @@ pub async fn join_all(
 }
 
 /// Reads every place back through `GET /v1/queue/status` and checks the line is gap-free; reads again (up to
-/// [`READ_ATTEMPTS`] times) if the room admitted someone during the read.
+/// [`READ_ATTEMPTS`] times, [`CATCH_UP`] apart) while a read finds places misplaced, since the room may
+/// have admitted someone during or just before the read.
 pub async fn check(
     api: &Api,
     admin: &Api,
@@ -249,14 +253,19 @@ pub async fn check(
         let after = room_figures(admin, concert_id).await;
         last = check_places(&seen, after.map(|f| f.waiting));
         last.reads = attempt as u64;
-        let moved = before.is_none() || before != after;
-        if last.misplaced() == 0 || !moved {
+        if last.misplaced() == 0 || attempt == READ_ATTEMPTS {
             return last;
         }
+        // Either the room admitted someone during the read, or just before it and the api's cache had
+        // not caught up; a real misplacement stays misplaced on every read.
+        let moved = before.is_none() || before != after;
         eprintln!(
-            "the line moved while it was read ({before:?} -> {after:?}, {:.1}s): reading it again",
+            "{} misplaced (the line {} while it was read: {before:?} -> {after:?}, {:.1}s): reading it again",
+            last.misplaced(),
+            if moved { "moved" } else { "did not move" },
             started.elapsed().as_secs_f64()
         );
+        tokio::time::sleep(CATCH_UP).await;
     }
     last
 }
