@@ -204,7 +204,15 @@ async fn read_replies(
         tokio::select! {
             _ = shutdown.changed() => return Ok(()),
             message = consumer.recv() => {
-                let message = message.context("reading a reply")?;
+                let message = match message {
+                    Ok(message) => message,
+                    // The client reconnects and keeps its positions: read on, nothing is skipped.
+                    Err(err) if concert_core::kafka::is_connection_notice(&err) => {
+                        tracing::debug!(error = %err, "broker connection down; the client reconnects");
+                        continue;
+                    }
+                    Err(err) => return Err(err).context("reading a reply"),
+                };
                 let Some(payload) = message.payload() else { continue };
                 // From the worker's send to here: the reply's hop through the broker.
                 if let Some(sent_ms) = message.timestamp().to_millis() {

@@ -76,6 +76,22 @@ impl Default for FetchSettings {
     }
 }
 
+/// Is this a consumer's notice that a broker connection is down (`BrokerTransportFailure`,
+/// `AllBrokersDown`)? librdkafka reconnects on its own and keeps the consumer's positions; it delivers
+/// these through the consumer's queue, where they pile up while the broker is away (one per failed
+/// connection attempt) and are read after it is back. A reader must go on reading past them at once:
+/// sleeping a backoff on each kept the workers from applying anything for 20-25 s after a 3 s broker
+/// restart (the fault suite's `broker_restart`), and tearing the consumer down made a reply reader start
+/// again from the end of the topic.
+pub fn is_connection_notice(err: &rdkafka::error::KafkaError) -> bool {
+    matches!(
+        err,
+        rdkafka::error::KafkaError::MessageConsumption(
+            RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown
+        )
+    )
+}
+
 /// How long a producer waits to fill a batch by default (`KAFKA_LINGER_MS`).
 pub const DEFAULT_LINGER_MS: u32 = 1;
 

@@ -103,6 +103,10 @@ pub(crate) async fn run(
         };
         let first = match first {
             Ok(message) => message.detach(),
+            Err(err) if concert_core::kafka::is_connection_notice(&err) => {
+                tracing::debug!(error = %err, "broker connection down; the client reconnects");
+                continue;
+            }
             Err(err) => {
                 let delay = backoff.next_delay();
                 tracing::warn!(error = %err, ?delay, "reading the command log failed");
@@ -157,7 +161,9 @@ async fn gather(consumer: &CommandConsumer, first: OwnedMessage, max: usize) -> 
                 messages.push(message.detach());
             }
             Ok(Err(err)) => {
-                tracing::warn!(error = %err, "reading the command log failed");
+                if !concert_core::kafka::is_connection_notice(&err) {
+                    tracing::warn!(error = %err, "reading the command log failed");
+                }
                 break;
             }
             Err(_) => break,
