@@ -104,7 +104,7 @@ async fn batch_plans_stay_on_the_index_after_the_catalog_grows_without_analyze()
 }
 
 /// Rows read per command, whatever the planner knows: the tables fill up the way an on-sale fills them
-/// (`crowd` places, `crowd` holds, twice as many requests, 5,000 seats) and nobody runs ANALYZE, so every
+/// (2,000 places, 2,000 holds, 4,000 requests, 5,000 seats) and nobody runs ANALYZE, so every
 /// estimate is a guess. Then a batch of each kind is applied and the server's own counters say how many
 /// rows each table gave up (sequential and index reads alike). A statement keyed by its batch reads a
 /// handful per command; the plans the guessing planner made without `SESSION_SETTINGS`' plan shapes (a
@@ -125,6 +125,8 @@ async fn batches_read_a_handful_of_rows_per_command_early_in_an_on_sale() {
     rows_read_per_command_after(400).await;
 }
 
+/// Fills the tables with `crowd_count` places and holds (and twice as many requests) without ANALYZE, then
+/// applies a batch of each kind and checks the rows each table gave up.
 async fn rows_read_per_command_after(crowd_count: usize) {
     const MEASURED: usize = 20;
     let db = TestDb::new().await;
