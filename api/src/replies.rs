@@ -70,8 +70,14 @@ impl ReplyHub {
         rx
     }
 
-    /// Records an outcome and wakes its waiters.
+    /// Records an outcome and wakes its waiters. A replayed refusal is not an outcome: the request was
+    /// answered 503, and a retry with its key, which may be waiting now, is to be decided afresh.
     pub fn publish(&self, reply: Reply) {
+        if reply.is_refusal() {
+            let mut inner = self.inner.lock().expect("reply hub lock");
+            inner.last_reply = Some(Instant::now());
+            return;
+        }
         if let Some(place) = reply.completed_place {
             self.rooms.mark_completed(place);
         }

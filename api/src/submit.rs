@@ -81,13 +81,24 @@ pub async fn submit(
             &envelope.fingerprint,
         )
         .await?;
-        if first != envelope.fingerprint {
+        if first.fingerprint != envelope.fingerprint {
             return Err(key_reused());
+        }
+        if !first.now {
+            // A retry: an earlier attempt may have been refused after publishing; this one is to count.
+            crate::db::requests::withdraw_refusal(&state.pool, request_id).await?;
         }
     }
     let waiter = (!wait.is_zero()).then(|| state.replies.subscribe(request_id));
     let started = Instant::now();
-    publish(state, &envelope).await?;
+    if let Err(err) = publish(state, &envelope).await {
+        if !refuse(state, &envelope, &err).await {
+            // A worker took the command first: it is on the log, so it was accepted after all.
+            tracing::info!(%request_id, error = %err, "publish reported failed, but the command was taken from the log");
+        } else {
+            return Err(err);
+        }
+    }
     metrics::counter!("commands_submitted_total", "kind" => kind.as_str()).increment(1);
     // One hop of a command's way: until the broker acknowledged it (docs/PERFORMANCE.md, the hop table).
     metrics::histogram!("command_publish_seconds", "kind" => kind.as_str())
@@ -149,6 +160,38 @@ async fn publish(state: &AppState, envelope: &CommandEnvelope) -> ApiResult<()> 
         .await
         .map_err(|(err, _)| ApiError::Broker(err.to_string()))?;
     Ok(())
+}
+
+/// After a failed publish, makes the 503 true: the command must not take effect, though the broker may
+/// have put it on the log (a delivery that timed out while the broker stalled or stopped may have been
+/// persisted; librdkafka cannot say which through rdkafka's producer). Records the request as REFUSED, so a
+/// copy that lands is not applied. `false` when a worker recorded the request first: it was accepted.
+///
+/// A database that cannot be reached leaves the answer 503 (`true`): a worker cannot apply the command
+/// while the database is down either, and a client that retries with its key gets the one outcome. This
+/// double fault is the one case where a 503'd command can still take effect (docs/DESIGN.md).
+async fn refuse(state: &AppState, envelope: &CommandEnvelope, err: &ApiError) -> bool {
+    let request_id = envelope.request_id;
+    let recorded = tokio::time::timeout(
+        LOOKUP_TIMEOUT,
+        crate::db::requests::refuse(&state.pool, envelope),
+    )
+    .await;
+    let (refused, what) = match recorded {
+        Ok(Ok(true)) => (true, "refused"),
+        Ok(Ok(false)) => (false, "accepted"),
+        Ok(Err(db)) => {
+            tracing::warn!(%request_id, publish = %err, error = %db, "could not record a refused command");
+            (true, "unrecorded")
+        }
+        Err(_) => {
+            tracing::warn!(%request_id, publish = %err, "recording a refused command timed out");
+            (true, "unrecorded")
+        }
+    };
+    // After a failed publish: refused (503, recorded), accepted (a worker had it), unrecorded (503 unguarded).
+    metrics::counter!("commands_unconfirmed_total", "outcome" => what).increment(1);
+    refused
 }
 
 /// Waits up to `wait` for the outcome: woken by the reply topic, or found in Postgres if the reply is missed.

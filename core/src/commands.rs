@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::problem::Problem;
+use crate::problem::{ErrorCode, Problem};
 
 /// What a request asks for; also its `kind` on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -170,6 +170,11 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// A worker's replay of a [`REFUSED`] request: not an outcome, the client was answered 503.
+    pub fn is_refusal(&self) -> bool {
+        matches!(&self.outcome, Outcome::Failed { error } if error.code == ErrorCode::Unavailable)
+    }
+
     /// The reply to `envelope` decided now.
     pub fn decided(envelope: &CommandEnvelope, outcome: Outcome) -> Self {
         let completed_place = match outcome {
@@ -185,6 +190,20 @@ impl Reply {
             completed_place,
         }
     }
+}
+
+/// `requests.status` of a command the api refused (503) after publishing it could not be confirmed: the
+/// broker may still have put it on the log. A worker that takes such a copy finds the request recorded and
+/// applies nothing; its replay is [`refusal`], which the api never shows as an outcome.
+pub const REFUSED: &str = "REFUSED";
+
+/// The replayed "outcome" of a [`REFUSED`] request. No command a worker applies fails with `UNAVAILABLE`
+/// (its refusals are domain codes or `INTERNAL`), so the code alone marks a refusal ([`Reply::is_refusal`]).
+pub fn refusal() -> Problem {
+    Problem::new(
+        ErrorCode::Unavailable,
+        "the command was refused before it was accepted: the broker did not confirm it in time",
+    )
 }
 
 /// A row of the `requests` table: a command's outcome as the worker stored it.
@@ -212,6 +231,7 @@ impl StoredRequest {
             ("FAILED", _, Some(error)) => Outcome::Failed {
                 error: serde_json::from_value(error)?,
             },
+            (REFUSED, _, _) => Outcome::Failed { error: refusal() },
             (status, _, _) => anyhow::bail!(
                 "request {} is stored as {status} without its outcome",
                 self.request_id

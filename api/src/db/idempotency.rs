@@ -4,6 +4,15 @@
 use sqlx::PgPool;
 use uuid::Uuid;
 
+/// The body a key was first used with, and whether this use was the first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstUse {
+    pub fingerprint: String,
+    /// `false` for a retry (or a reuse) of the key: an earlier attempt may have been refused after
+    /// publishing (see `requests::refuse`).
+    pub now: bool,
+}
+
 /// Records `fingerprint` as the body of the keyed request `request_id` unless one is recorded already, and
 /// returns the recorded one. Safe under races between api instances: the primary key lets exactly one
 /// insert win, and a losing insert waits for the winner's commit, so the read that follows sees its row.
@@ -12,7 +21,7 @@ pub async fn first_fingerprint(
     request_id: Uuid,
     user_id: Uuid,
     fingerprint: &str,
-) -> Result<String, sqlx::Error> {
+) -> Result<FirstUse, sqlx::Error> {
     let inserted: Option<String> = sqlx::query_scalar(
         "INSERT INTO idempotency_keys (request_id, user_id, fingerprint) VALUES ($1, $2, $3) \
          ON CONFLICT (request_id) DO NOTHING RETURNING fingerprint",
@@ -23,11 +32,19 @@ pub async fn first_fingerprint(
     .fetch_optional(pool)
     .await?;
     if let Some(fingerprint) = inserted {
-        return Ok(fingerprint);
+        return Ok(FirstUse {
+            fingerprint,
+            now: true,
+        });
     }
     // A separate statement, so a fresh snapshot (READ COMMITTED) that includes the winner's row.
-    sqlx::query_scalar("SELECT fingerprint FROM idempotency_keys WHERE request_id = $1")
-        .bind(request_id)
-        .fetch_one(pool)
-        .await
+    let fingerprint =
+        sqlx::query_scalar("SELECT fingerprint FROM idempotency_keys WHERE request_id = $1")
+            .bind(request_id)
+            .fetch_one(pool)
+            .await?;
+    Ok(FirstUse {
+        fingerprint,
+        now: false,
+    })
 }

@@ -1,6 +1,7 @@
 //! Stored outcomes of commands, written by the workers; the api reads them when its reply map has nothing.
+//! The api writes one kind of row itself: the refusal of a command whose publish it could not confirm.
 
-use concert_core::commands::{Reply, StoredRequest};
+use concert_core::commands::{CommandEnvelope, Reply, StoredRequest, REFUSED};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -8,10 +9,42 @@ use uuid::Uuid;
 pub async fn outcome(pool: &PgPool, request_id: Uuid) -> anyhow::Result<Option<Reply>> {
     let row: Option<StoredRequest> = sqlx::query_as(
         "SELECT request_id, user_id, kind, fingerprint, status, result, error FROM requests \
-         WHERE request_id = $1 AND status <> 'PENDING'",
+         WHERE request_id = $1 AND status IN ('SUCCEEDED', 'FAILED')",
     )
     .bind(request_id)
     .fetch_optional(pool)
     .await?;
     row.map(StoredRequest::into_reply).transpose()
+}
+
+/// Records `envelope`'s request as REFUSED unless a worker has recorded it already. `true`: it is refused,
+/// and a copy that reaches the log later is not applied. `false`: a worker took the command first (it is on
+/// the log and decided, or being decided), so it was accepted after all.
+///
+/// The primary key orders this against the worker's insert: if the worker's transaction holds the row,
+/// this insert waits for it to commit and then finds the row.
+pub async fn refuse(pool: &PgPool, envelope: &CommandEnvelope) -> sqlx::Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO requests (request_id, user_id, kind, fingerprint, status, completed_at) \
+         VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT (request_id) DO NOTHING",
+    )
+    .bind(envelope.request_id)
+    .bind(envelope.user_id)
+    .bind(envelope.command.kind().as_str())
+    .bind(&envelope.fingerprint)
+    .bind(REFUSED)
+    .execute(pool)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// Lifts the refusal of a keyed request before its retry is published, so that the retry (or the refused
+/// copy, if it reaches a worker after this) is applied, once.
+pub async fn withdraw_refusal(pool: &PgPool, request_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM requests WHERE request_id = $1 AND status = $2")
+        .bind(request_id)
+        .bind(REFUSED)
+        .execute(pool)
+        .await?;
+    Ok(())
 }

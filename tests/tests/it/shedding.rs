@@ -59,9 +59,25 @@ async fn with_the_broker_down_a_submit_is_refused_quickly_before_it_is_accepted(
     assert!(took < Duration::from_secs(4), "the refusal took {took:?}");
     println!("broker down: submit refused with 503 after {took:?}");
     assert_eq!(
-        count(&env.db, "SELECT count(*) FROM requests", None).await,
+        count(
+            &env.db,
+            "SELECT count(*) FROM requests WHERE status <> 'REFUSED'",
+            None
+        )
+        .await,
         0,
         "nothing was accepted"
+    );
+    // The refusal is recorded, so a copy of the command that reaches the log after all is not applied.
+    assert_eq!(
+        count(
+            &env.db,
+            "SELECT count(*) FROM requests WHERE status = 'REFUSED'",
+            None
+        )
+        .await,
+        1,
+        "the refused command is recorded as REFUSED"
     );
 }
 

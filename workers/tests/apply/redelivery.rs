@@ -1,3 +1,4 @@
+use concert_core::commands::REFUSED;
 use concert_workers::apply_batch;
 
 use crate::helpers::*;
@@ -77,5 +78,56 @@ async fn a_repeat_inside_one_batch_is_applied_once() {
     assert_eq!(replies[0], replies[1]);
     result(&replies[0]);
     assert_eq!(db.count("holds").await, 1);
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_command_the_api_refused_is_not_applied_when_it_lands_and_is_once_the_refusal_is_lifted()
+{
+    let db = TestDb::new().await;
+    let show = db.concert(10, 100).await;
+    let user = db.user(0).await;
+    let mut log = Log::default();
+    let held = log.at(user, hold(show, 1));
+    let other = log.at(user, hold(show, 2));
+    // What the api writes before a 503 whose publish the broker did not confirm.
+    let env = &held.envelope;
+    sqlx::query(
+        "INSERT INTO requests (request_id, user_id, kind, fingerprint, status) VALUES ($1, $2, 'HOLD', $3, $4)",
+    )
+    .bind(env.request_id)
+    .bind(env.user_id)
+    .bind(&env.fingerprint)
+    .bind(REFUSED)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+
+    // The copy lands after all, in a batch with another command: it changes nothing, the other applies.
+    let replies = apply_batch(&db.ctx(), &[held.clone(), other])
+        .await
+        .unwrap();
+    assert!(replies[0].is_refusal(), "{:?}", replies[0]);
+    result(&replies[1]);
+    assert_eq!(db.count("holds").await, 1);
+    let status: String = sqlx::query_scalar("SELECT status FROM requests WHERE request_id = $1")
+        .bind(env.request_id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, REFUSED, "the refusal stands");
+
+    // A retry with the key deletes the refusal first; then the same request is applied, once.
+    sqlx::query("DELETE FROM requests WHERE request_id = $1 AND status = $2")
+        .bind(env.request_id)
+        .bind(REFUSED)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let retried = log.again(env.clone());
+    let replies = apply_batch(&db.ctx(), &[held, retried]).await.unwrap();
+    assert_eq!(replies[0], replies[1]);
+    assert_eq!(result(&replies[0])["seat_no"], 1);
+    assert_eq!(db.count("holds").await, 2);
     db.drop_database().await;
 }
