@@ -114,6 +114,27 @@ impl PrivateBroker {
         started.elapsed()
     }
 
+    /// Freezes it (SIGSTOP): its connections stay open and the kernel still takes what clients send, but
+    /// nothing is read or answered, as in a long pause of the broker's machine. [`Self::thaw`] resumes it,
+    /// and it then handles what was sent meanwhile.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes a [`Self::freeze`]d broker.
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("the broker is running");
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill {signal} of the broker failed");
+    }
+
     /// Starts it again on the same port with the same storage and waits (up to 30 s) until it accepts
     /// connections. Returns how long that took.
     pub fn start_again(&mut self) -> Duration {

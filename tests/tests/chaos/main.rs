@@ -11,7 +11,9 @@
 //!    (`CHAOS_RELAY_ABORT_AFTER_PUBLISH`): a restarted relay publishes the batch again.
 //!
 //! Broker restarts under load (SIGTERM, then SIGKILL) are a test of their own, `broker_restart.rs`: it needs
-//! a broker it may stop, so it starts a private nisshi instead of using the shared broker.
+//! a broker it may stop, so it starts a private nisshi instead of using the shared broker; so does
+//! `broker_stall.rs` (a command the frozen broker confirms too late is refused, and applied only when sent
+//! again).
 //!
 //! Then, from Postgres and the topics: no seat sold twice, no two live holds on a seat at once, money
 //! conserved, every accepted request decided exactly once as its client saw it, payments = distinct payment
@@ -22,6 +24,7 @@
 //! and resumed) and `pg_restart` (PostgreSQL itself restarted). Heavy stacks run one at a time.
 
 mod broker_restart;
+mod broker_stall;
 mod checks;
 mod faults;
 mod freeze;
