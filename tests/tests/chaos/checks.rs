@@ -164,7 +164,9 @@ pub async fn verify(
     }
     let pending: Vec<_> = rows
         .iter()
-        .filter(|r| r.status != "SUCCEEDED" && r.status != "FAILED")
+        // REFUSED: answered 503 after a publish the broker did not confirm; its client retries (which
+        // lifts the refusal) or gave up, and the 5xx check below looks at what became of it.
+        .filter(|r| !["SUCCEEDED", "FAILED", "REFUSED"].contains(&r.status.as_str()))
         .map(|r| r.request_id)
         .collect();
     if !pending.is_empty() {
@@ -574,7 +576,12 @@ pub async fn verify(
     let _ = write!(fig, "{per_fault}");
 
     // ---- a 5xx only ever comes before a command reaches the log ----
-    let (published, after_publish, not_on_log) = failures_after_publish(stack, log).await;
+    let FailuresAfterPublish {
+        published,
+        on_log,
+        offending: after_publish,
+        not_on_log,
+    } = failures_after_publish(stack, log).await;
     // Where a lost command went: an accepted command missing from the log was lost by the broker or the
     // producer; one on the log but never decided was skipped by the consumers.
     let _ = writeln!(
@@ -591,13 +598,14 @@ pub async fn verify(
     }
     let _ = writeln!(
         fig,
-        "submits answered 5xx: {}, of them with the command already on the log: {} (of {published} commands on the log)",
+        "submits answered 5xx: {}, of them with the command on the log all the same: {on_log} (refused by the api), \
+         applied before the client sent it again: {} (of {published} commands on the log)",
         log.submit_failures.len(),
         after_publish.len()
     );
     if !after_publish.is_empty() {
         v.push(format!(
-            "{} submits were answered 5xx after their command was published (must be 202 with its request id): {:?}",
+            "{} submits were answered 5xx after their command was published, and it took effect before the client sent it again (must be 202 with its request id, or never applied): {:?}",
             after_publish.len(),
             &after_publish[..after_publish.len().min(10)]
         ));
@@ -620,10 +628,9 @@ pub async fn verify(
     }
 }
 
-/// The submits answered 5xx whose command was published by that same submit: an envelope with the request
-/// id, created between the submit's sending and its answer. Returns how many commands the log holds, the
-/// offending request ids, and the accepted requests (decided or not) that are not on the log at all.
-async fn failures_after_publish(stack: &TestStack, log: &Log) -> (usize, Vec<Uuid>, Vec<Uuid>) {
+/// The submits answered 5xx whose command was published by that same submit (an envelope with the request
+/// id, created between the submit's sending and its answer), and which of them took effect too early.
+async fn failures_after_publish(stack: &TestStack, log: &Log) -> FailuresAfterPublish {
     let env = &stack.env;
     let mut created: HashMap<Uuid, Vec<DateTime<Utc>>> = HashMap::new();
     let mut published = 0;
@@ -642,13 +649,37 @@ async fn failures_after_publish(stack: &TestStack, log: &Log) -> (usize, Vec<Uui
             }
         }
     }
+    // A failed submit may have put its command on the log (the broker persisted it but did not confirm in
+    // time); the api then refuses the request in the store, so that copy is never applied. The command may
+    // take effect only after its client sent it again (the retry lifts the refusal).
+    let applied: HashMap<Uuid, DateTime<Utc>> = sqlx::query_as::<_, (Uuid, DateTime<Utc>)>(
+        "SELECT request_id, completed_at FROM requests \
+         WHERE status IN ('SUCCEEDED', 'FAILED') AND completed_at IS NOT NULL",
+    )
+    .fetch_all(stack.db())
+    .await
+    .expect("applied requests")
+    .into_iter()
+    .collect();
+    let published_by = |(id, sent, answered): &&(Uuid, DateTime<Utc>, DateTime<Utc>)| {
+        created
+            .get(id)
+            .is_some_and(|ats| ats.iter().any(|at| sent <= at && at <= answered))
+    };
+    let on_log = log.submit_failures.iter().filter(published_by).count();
     let offending = log
         .submit_failures
         .iter()
-        .filter(|(id, sent, answered)| {
-            created
+        .filter(published_by)
+        .filter(|(id, _, answered)| {
+            let sent_again = log
+                .attempts
                 .get(id)
-                .is_some_and(|ats| ats.iter().any(|at| sent <= at && at <= answered))
+                .and_then(|ats| ats.iter().filter(|at| *at > answered).min());
+            let applied_before_retry = applied
+                .get(id)
+                .is_some_and(|done| sent_again.is_none_or(|again| done < again));
+            applied_before_retry
         })
         .map(|(id, _, _)| *id)
         .collect();
@@ -667,7 +698,24 @@ async fn failures_after_publish(stack: &TestStack, log: &Log) -> (usize, Vec<Uui
         )
         .filter(|id| !created.contains_key(id))
         .collect();
-    (published, offending, not_on_log)
+    FailuresAfterPublish {
+        published,
+        on_log,
+        offending,
+        not_on_log,
+    }
+}
+
+/// What [`failures_after_publish`] found.
+struct FailuresAfterPublish {
+    /// Commands on the command topics.
+    published: usize,
+    /// Submits answered 5xx whose command that submit put on the log.
+    on_log: usize,
+    /// Of those, the ones applied before their client sent them again.
+    offending: Vec<Uuid>,
+    /// Accepted requests (decided or not) that are not on the log at all.
+    not_on_log: Vec<Uuid>,
 }
 
 /// Longest submit-to-outcome a client saw for commands in flight at each fault.

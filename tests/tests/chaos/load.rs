@@ -72,6 +72,9 @@ pub struct Log {
     /// Submits answered 5xx: (the request id the idempotency key names, when the submit was sent, when the
     /// answer came). None of them may have published the command (a 5xx comes before the log, never after).
     pub submit_failures: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)>,
+    /// When each request id was submitted, every attempt: a 5xx'd command may take effect only once its
+    /// client has sent it again (the retry lifts the api's refusal of it).
+    pub attempts: HashMap<Uuid, Vec<DateTime<Utc>>>,
     /// Answers no client of the contract expects (e.g. a 500 INTERNAL), with context; the first few.
     pub anomalies: Vec<String>,
     pub anomaly_count: u64,
@@ -565,6 +568,12 @@ impl Client {
                 call = call.json(body);
             }
             let sent_at = Utc::now();
+            self.crowd
+                .log()
+                .attempts
+                .entry(expected_id)
+                .or_default()
+                .push(sent_at);
             let resp = match call.try_send().await {
                 Ok(resp) => resp,
                 Err(err) => {
