@@ -102,7 +102,8 @@ impl LoadLimits {
             self.publish_timeout >= Duration::from_millis(100),
             "KAFKA_PUBLISH_TIMEOUT_MS must be at least 100"
         );
-        // A publish waits for room in the producer's queue and then for the delivery: twice the timeout.
+        // A publish waits for room in the producer's queue and then for the delivery: twice the timeout. A
+        // failed one then records its refusal (`submit::REFUSE_TIMEOUT`), instead of the wait for an outcome.
         let least =
             self.publish_timeout * 2 + Duration::from_secs(MAX_WAIT_SECONDS) + AFTER_PUBLISH_SLACK;
         anyhow::ensure!(

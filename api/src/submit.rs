@@ -23,6 +23,10 @@ use crate::state::AppState;
 /// How long one look for a stored outcome may take once the command is published: a database that
 /// hangs must not hold the answer (it is then 202 with the request id).
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long recording a refusal may take. The insert waits for a worker's transaction that holds the same
+/// request (the command is then on the log and being applied), so this is as long as a worker's statement
+/// may wait for a lock (`lock_timeout`); past it the answer stays 503, unguarded.
+const REFUSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// What a submit keeps of its request's time after the wait for an outcome: a last lookup and rendering.
 const AFTER_PUBLISH_RESERVE: Duration = Duration::from_secs(3);
 /// While waiting for a reply and none has come through lately (the reply reader is behind or down), how
@@ -173,7 +177,7 @@ async fn publish(state: &AppState, envelope: &CommandEnvelope) -> ApiResult<()> 
 async fn refuse(state: &AppState, envelope: &CommandEnvelope, err: &ApiError) -> bool {
     let request_id = envelope.request_id;
     let recorded = tokio::time::timeout(
-        LOOKUP_TIMEOUT,
+        REFUSE_TIMEOUT,
         crate::db::requests::refuse(&state.pool, envelope),
     )
     .await;
