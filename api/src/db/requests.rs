@@ -17,9 +17,10 @@ pub async fn outcome(pool: &PgPool, request_id: Uuid) -> anyhow::Result<Option<R
     row.map(StoredRequest::into_reply).transpose()
 }
 
-/// Records `envelope`'s request as REFUSED unless a worker has recorded it already. `true`: it is refused,
-/// and a copy that reaches the log later is not applied. `false`: a worker took the command first (it is on
-/// the log and decided, or being decided), so it was accepted after all.
+/// Records `envelope`'s request as REFUSED unless a worker has recorded it already. `true`: it is refused
+/// (now, or by a concurrent attempt of the same keyed request), and a copy that reaches the log later is not
+/// applied. `false`: a worker took the command first (it is on the log and decided, or being decided), so it
+/// was accepted after all.
 ///
 /// The primary key orders this against the worker's insert: if the worker's transaction holds the row,
 /// this insert waits for it to commit and then finds the row.
@@ -35,7 +36,16 @@ pub async fn refuse(pool: &PgPool, envelope: &CommandEnvelope) -> sqlx::Result<b
     .bind(REFUSED)
     .execute(pool)
     .await?;
-    Ok(inserted.rows_affected() == 1)
+    if inserted.rows_affected() == 1 {
+        return Ok(true);
+    }
+    // A separate statement, so a fresh snapshot (READ COMMITTED) that includes the row the insert met.
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM requests WHERE request_id = $1")
+            .bind(envelope.request_id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(status.is_none_or(|status| status == REFUSED))
 }
 
 /// Lifts the refusal of a keyed request before its retry is published, so that the retry (or the refused

@@ -17,6 +17,7 @@ mod outbox;
 mod payments;
 mod queue_events;
 mod races;
+mod refusals;
 mod requests;
 mod resume;
 mod secrets;
