@@ -96,12 +96,11 @@ pub async fn submit(
     let waiter = (!wait.is_zero()).then(|| state.replies.subscribe(request_id));
     let started = Instant::now();
     if let Err(err) = publish(state, &envelope).await {
-        if !refuse(state, &envelope, &err).await {
-            // A worker took the command first: it is on the log, so it was accepted after all.
-            tracing::info!(%request_id, error = %err, "publish reported failed, but the command was taken from the log");
-        } else {
+        if refuse(state, &envelope, &err).await {
             return Err(err);
         }
+        // A worker took the command first: it is on the log, so it was accepted after all.
+        tracing::info!(%request_id, error = %err, "publish reported failed, but the command was taken from the log");
     }
     metrics::counter!("commands_submitted_total", "kind" => kind.as_str()).increment(1);
     // One hop of a command's way: until the broker acknowledged it (docs/PERFORMANCE.md, the hop table).

@@ -575,7 +575,7 @@ pub async fn verify(
     let per_fault = latency_around_faults(log, faults);
     let _ = write!(fig, "{per_fault}");
 
-    // ---- a 5xx only ever comes before a command reaches the log ----
+    // ---- a 5xx means not accepted: a command it answered never takes effect before it is sent again ----
     let FailuresAfterPublish {
         published,
         on_log,
@@ -676,10 +676,9 @@ async fn failures_after_publish(stack: &TestStack, log: &Log) -> FailuresAfterPu
                 .attempts
                 .get(id)
                 .and_then(|ats| ats.iter().filter(|at| *at > answered).min());
-            let applied_before_retry = applied
+            applied
                 .get(id)
-                .is_some_and(|done| sent_again.is_none_or(|again| done < again));
-            applied_before_retry
+                .is_some_and(|done| sent_again.is_none_or(|again| done < again))
         })
         .map(|(id, _, _)| *id)
         .collect();

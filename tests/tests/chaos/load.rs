@@ -70,7 +70,8 @@ pub struct Log {
     /// Transport errors and 5xx answers, by where they happened ("submit 503 UNAVAILABLE", ...).
     pub errors: BTreeMap<String, u64>,
     /// Submits answered 5xx: (the request id the idempotency key names, when the submit was sent, when the
-    /// answer came). None of them may have published the command (a 5xx comes before the log, never after).
+    /// answer came). If one did put its command on the log, that copy must not take effect before the
+    /// client sends it again (the api refuses it).
     pub submit_failures: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)>,
     /// When each request id was submitted, every attempt: a 5xx'd command may take effect only once its
     /// client has sent it again (the retry lifts the api's refusal of it).
