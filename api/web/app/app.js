@@ -6,52 +6,13 @@ import {
   call, command, showProblem, h, won, duration, countdown, when,
 } from "/assets/shared/api.js";
 import { watchPlace } from "/assets/app/room.js";
+import { $, store, state, token } from "/assets/app/state.js";
+import { action, errorSlot, whenUnauthorized } from "/assets/app/actions.js";
 
 /** How often the seat map asks for live availability while a date is open. */
 const SEAT_REFRESH_MS = 2_000;
 
-const $ = (id) => document.getElementById(id);
-const store = window.localStorage;
-
-/** What the page knows; the access token and queue tokens live in localStorage so a reload keeps them. */
-const state = {
-  user: JSON.parse(store.getItem("user") || "null"), // {user_id, access_token, name}
-  concerts: [],
-  concertId: store.getItem("concert"),
-  queueToken: null,
-  place: null, // the last status document
-  firstPosition: null,
-  stopWatching: null,
-  dates: [],
-  dateId: null,
-  seats: new Map(), // seat_no -> element
-  selectedSeat: null,
-  hold: null, // {hold_id, date_id, seat_no, price, expires_at}
-  reservations: [],
-  seatTimer: null,
-};
-
-// ---- errors -------------------------------------------------------------------------------------------------
-
-const errorSlot = $("error-slot");
-
-/** Runs a person's action: clears the last problem first, shows the new one if the action fails. */
-function action(fn) {
-  return async (event) => {
-    event?.preventDefault?.();
-    errorSlot.replaceChildren();
-    const button = event?.submitter || (event?.currentTarget instanceof HTMLButtonElement ? event.currentTarget : null);
-    if (button) button.classList.add("busy");
-    try {
-      await fn(event);
-    } catch (problem) {
-      if (problem.code === "UNAUTHORIZED") signOut();
-      showProblem(errorSlot, problem);
-    } finally {
-      if (button) button.classList.remove("busy");
-    }
-  };
-}
+whenUnauthorized(signOut);
 
 // ---- sign-up and wallet -------------------------------------------------------------------------------------
 
@@ -78,10 +39,6 @@ $("sign-out").addEventListener("click", () => {
   signOut();
   errorSlot.replaceChildren();
 });
-
-function token() {
-  return state.user?.access_token;
-}
 
 function signOut() {
   stopRoom();
