@@ -8,6 +8,8 @@ import {
 import { watchPlace } from "/assets/app/room.js";
 import { $, store, state, token } from "/assets/app/state.js";
 import { action, errorSlot, whenUnauthorized } from "/assets/app/actions.js";
+import { charge, refreshBalance } from "/assets/app/views/wallet.js";
+import { refreshReservations } from "/assets/app/views/reservations.js";
 
 /** How often the seat map asks for live availability while a date is open. */
 const SEAT_REFRESH_MS = 2_000;
@@ -24,16 +26,7 @@ $("signup-form").addEventListener("submit", action(async () => {
   await showSignedIn();
 }));
 
-$("charge-form").addEventListener("submit", action(async () => {
-  const input = document.querySelector('[data-test="charge-amount"]');
-  const text = input.value.trim().replaceAll(",", "");
-  // Send what the person typed when it is a number, so the server's own rule (and code) decides; words are
-  // not a number of won at all.
-  const amount = /^-?\d+$/.test(text) ? Number(text) : text;
-  const { data } = await call("POST", "/v1/me/balance/charges", { body: { amount }, auth: token() });
-  setBalance(data.balance);
-  input.value = "";
-}));
+$("charge-form").addEventListener("submit", action(charge));
 
 $("sign-out").addEventListener("click", () => {
   signOut();
@@ -48,16 +41,6 @@ function signOut() {
   state.user = null;
   state.concertId = null;
   render();
-}
-
-function setBalance(balance) {
-  $("balance").textContent = String(balance);
-  $("balance").title = won(balance);
-}
-
-async function refreshBalance() {
-  const { data } = await call("GET", "/v1/me/balance", { auth: token() });
-  setBalance(data.balance);
 }
 
 // ---- concerts -----------------------------------------------------------------------------------------------
@@ -405,27 +388,6 @@ function resetBooking() {
   $("seat-area").hidden = true;
   $("booking").hidden = true;
   $("paid-words").hidden = true;
-}
-
-// ---- reservations -------------------------------------------------------------------------------------------
-
-async function refreshReservations() {
-  const { data } = await call("GET", "/v1/me/reservations", { auth: token() });
-  state.reservations = data.reservations;
-  const list = $("reservation-list");
-  const known = new Set([...list.children].map((el) => el.dataset.reservationId));
-  for (const r of data.reservations) {
-    if (known.has(r.reservation_id)) continue;
-    const concert = state.concerts.find((c) => c.concert_id === r.concert_id);
-    list.prepend(h(
-      "li",
-      { class: "reservation", dataset: { test: "reservation", seatNo: String(r.seat_no), reservationId: r.reservation_id } },
-      h("strong", {}, `Seat ${r.seat_no}`),
-      h("span", {}, concert ? `${concert.title} · ${concert.venue}` : "Concert"),
-      h("span", { class: "muted" }, `${won(r.price)} · paid ${when(r.paid_at)}`),
-    ));
-  }
-  $("no-reservations").hidden = data.reservations.length > 0;
 }
 
 // ---- the page -----------------------------------------------------------------------------------------------
