@@ -10,9 +10,8 @@ import { $, store, state, token } from "/assets/app/state.js";
 import { action, errorSlot, whenUnauthorized } from "/assets/app/actions.js";
 import { charge, refreshBalance } from "/assets/app/views/wallet.js";
 import { refreshReservations } from "/assets/app/views/reservations.js";
-
-/** How often the seat map asks for live availability while a date is open. */
-const SEAT_REFRESH_MS = 2_000;
+import { openBooking, closeBooking, holdSeat, hideHold, release } from "/assets/app/views/booking.js";
+import { pay } from "/assets/app/views/payment.js";
 
 whenUnauthorized(signOut);
 
@@ -32,6 +31,10 @@ $("sign-out").addEventListener("click", () => {
   signOut();
   errorSlot.replaceChildren();
 });
+
+$("hold-button").addEventListener("click", action(holdSeat));
+$("pay-button").addEventListener("click", action(pay));
+$("release-button").addEventListener("click", action(release));
 
 function signOut() {
   stopRoom();
@@ -168,213 +171,7 @@ function onPlaceProblem(problem) {
   showProblem(errorSlot, problem);
 }
 
-// ---- dates and seats ----------------------------------------------------------------------------------------
-
-async function openBooking() {
-  $("booking").hidden = false;
-  $("paid-words").hidden = true;
-  // A new admission after an earlier one ended: the date and seat buttons work again.
-  for (const button of document.querySelectorAll("#booking button")) button.disabled = false;
-  $("hold-button").disabled = state.selectedSeat === null;
-  if (state.dateId) chooseDate(state.dateId).catch(() => {});
-  try {
-    const { data } = await call("GET", `/v1/concerts/${state.concertId}/dates`, {
-      auth: token(), queueToken: state.queueToken,
-    });
-    state.dates = data.dates;
-    renderDates();
-  } catch (problem) {
-    showProblem(errorSlot, problem);
-  }
-  restoreHold();
-}
-
-function closeBooking() {
-  clearInterval(state.seatTimer);
-  state.seatTimer = null;
-  for (const button of document.querySelectorAll("#booking button")) button.disabled = true;
-}
-
-function renderDates() {
-  const list = $("date-list");
-  const byId = new Map([...list.children].map((el) => [el.dataset.dateId, el]));
-  for (const date of state.dates) {
-    let option = byId.get(date.date_id);
-    if (!option) {
-      option = h(
-        "button",
-        { type: "button", class: "date-option", dataset: { test: "date-option", dateId: date.date_id },
-          onclick: action(() => chooseDate(date.date_id)) },
-        h("span", { class: "date-when" }, when(date.starts_at)),
-        h("span", { class: "date-left muted" }),
-      );
-      list.append(option);
-    }
-    option.querySelector(".date-left").textContent = `${date.available_seats} of ${date.total_seats} seats free`;
-    option.classList.toggle("chosen", date.date_id === state.dateId);
-  }
-  if (state.dates.length === 0) list.replaceChildren(h("p", { class: "muted" }, "No dates left to book."));
-}
-
-async function chooseDate(dateId) {
-  if (state.dateId !== dateId) {
-    state.dateId = dateId;
-    state.selectedSeat = null;
-    state.seats.clear();
-    $("seat-map").replaceChildren();
-  }
-  renderDates();
-  $("seat-area").hidden = false;
-  await refreshSeats();
-  clearInterval(state.seatTimer);
-  state.seatTimer = setInterval(() => refreshSeats().catch(() => {}), SEAT_REFRESH_MS);
-}
-
-/** Live availability; seats held or bought by this person show as MINE. */
-async function refreshSeats() {
-  if (!state.dateId || state.place?.status !== "ACTIVE") return;
-  const dateId = state.dateId;
-  const { data } = await call("GET", `/v1/concerts/${state.concertId}/dates/${dateId}/seats`, {
-    auth: token(), queueToken: state.queueToken,
-  });
-  if (dateId !== state.dateId) return;
-  const map = $("seat-map");
-  for (const seat of data.seats) {
-    let el = state.seats.get(seat.seat_no);
-    if (!el) {
-      el = h("button", {
-        type: "button", class: "seat", dataset: { test: "seat", seatNo: String(seat.seat_no) },
-        onclick: () => selectSeat(seat.seat_no),
-      }, String(seat.seat_no));
-      state.seats.set(seat.seat_no, el);
-      map.append(el);
-    }
-    el.dataset.price = String(seat.price);
-    setSeatStatus(el, isMine(dateId, seat.seat_no, seat.status) ? "MINE" : seat.status);
-  }
-  const free = data.seats.filter((s) => s.status === "AVAILABLE").length;
-  const date = state.dates.find((d) => d.date_id === dateId);
-  if (date) {
-    date.available_seats = free;
-    renderDates();
-  }
-}
-
-function isMine(dateId, seatNo, status) {
-  if (status === "AVAILABLE") return false;
-  const held = state.hold && state.hold.date_id === dateId && state.hold.seat_no === seatNo
-    && new Date(state.hold.expires_at) > new Date();
-  const bought = state.reservations.some((r) => r.date_id === dateId && r.seat_no === seatNo);
-  return held || bought;
-}
-
-function setSeatStatus(el, status) {
-  el.dataset.status = status;
-  el.className = `seat ${status}${Number(el.dataset.seatNo) === state.selectedSeat ? " selected" : ""}`;
-  el.setAttribute("aria-label", `Seat ${el.dataset.seatNo}, ${status.toLowerCase()}`);
-}
-
-function selectSeat(seatNo) {
-  errorSlot.replaceChildren();
-  state.selectedSeat = seatNo;
-  for (const el of state.seats.values()) setSeatStatus(el, el.dataset.status);
-  const el = state.seats.get(seatNo);
-  const price = won(el.dataset.price);
-  const words = {
-    AVAILABLE: `Seat ${seatNo} · ${price}`,
-    HELD: `Seat ${seatNo} · ${price} · someone is holding it right now`,
-    SOLD: `Seat ${seatNo} is sold`,
-    MINE: `Seat ${seatNo} is yours`,
-  };
-  $("selection-words").textContent = words[el.dataset.status];
-  $("hold-button").disabled = el.dataset.status === "MINE";
-}
-
-$("hold-button").addEventListener("click", action(async () => {
-  if (state.selectedSeat === null) return;
-  const seatNo = state.selectedSeat;
-  const hold = await command("POST", "/v1/holds", {
-    body: { date_id: state.dateId, seat_no: seatNo }, auth: token(), queueToken: state.queueToken,
-  });
-  showHold(hold);
-  await refreshSeats().catch(() => {});
-}));
-
-// ---- hold and payment ---------------------------------------------------------------------------------------
-
-let holdTimer = null;
-
-function showHold(hold) {
-  state.hold = hold;
-  $("hold-panel").hidden = false;
-  $("paid-words").hidden = true;
-  $("hold-seat").textContent = String(hold.seat_no);
-  $("hold-price").textContent = won(hold.price);
-  $("pay-button").disabled = false;
-  $("release-button").disabled = false;
-  const seat = state.seats.get(hold.seat_no);
-  if (seat && hold.date_id === state.dateId) setSeatStatus(seat, "MINE");
-  $("hold-button").disabled = true;
-  $("selection-words").textContent = `Seat ${hold.seat_no} is held for you.`;
-  clearInterval(holdTimer);
-  const tick = () => {
-    const until = new Date(hold.expires_at);
-    $("hold-countdown").textContent = countdown(until);
-    if (until <= new Date()) {
-      clearInterval(holdTimer);
-      $("hold-countdown").textContent = "0:00";
-      $("pay-button").disabled = true;
-      $("selection-words").textContent = "Your hold ran out. Pick a seat again.";
-      refreshSeats().catch(() => {});
-    }
-  };
-  tick();
-  holdTimer = setInterval(tick, 500);
-}
-
-function hideHold() {
-  clearInterval(holdTimer);
-  state.hold = null;
-  $("hold-panel").hidden = true;
-}
-
-/** After a reload, the live hold for this concert (if the server lists holds) comes back with its countdown. */
-async function restoreHold() {
-  if (state.hold) return;
-  try {
-    const { data } = await call("GET", "/v1/me/holds", { auth: token() });
-    const hold = (data.holds || []).find((x) => x.concert_id === state.concertId);
-    if (hold) {
-      if (state.dates.some((d) => d.date_id === hold.date_id)) await chooseDate(hold.date_id);
-      showHold(hold);
-    }
-  } catch {
-    // An older server without `GET /v1/me/holds`: nothing to restore.
-  }
-}
-
-$("pay-button").addEventListener("click", action(async () => {
-  if (!state.hold) return;
-  const paid = await command("POST", "/v1/payments", {
-    body: { hold_id: state.hold.hold_id }, auth: token(), queueToken: state.queueToken,
-  });
-  hideHold();
-  $("paid-words").textContent = `Paid ${won(paid.amount)}: seat ${paid.seat_no} is yours. Enjoy the show!`;
-  $("paid-words").hidden = false;
-  $("selection-words").textContent = `Seat ${paid.seat_no} is yours.`;
-  await Promise.all([refreshBalance(), refreshReservations()]);
-  const seat = state.seats.get(paid.seat_no);
-  if (seat && paid.date_id === state.dateId) setSeatStatus(seat, "MINE");
-}));
-
-$("release-button").addEventListener("click", action(async () => {
-  if (!state.hold) return;
-  await command("DELETE", `/v1/holds/${state.hold.hold_id}`, { auth: token(), queueToken: state.queueToken });
-  hideHold();
-  state.selectedSeat = null;
-  $("selection-words").textContent = "Seat given back. Tap a free seat.";
-  await refreshSeats();
-}));
+// ---- booking ------------------------------------------------------------------------------------------------
 
 function resetBooking() {
   stopRoom();
