@@ -1,28 +1,29 @@
 // The fans' app: sign up, top up, join a concert's waiting room, pick a date and a seat, hold it, pay.
 // It talks only to the public API (docs/API.md). Elements that browser tests use carry `data-test` hooks and are
 // updated in place (never re-created on a refresh), so a test holding an element never finds it gone.
+//
+// This file is the entry point: it wires the page's own forms and buttons (those in index.html) to the views in
+// views/ (one per card of the page), and starts the page. The views share what the page knows through state.js
+// and run people's actions through actions.js; none of them imports this file.
 
-import {
-  call, command, showProblem, h, won, duration, countdown, when,
-} from "/assets/shared/api.js";
-import { $, store, state, token } from "/assets/app/state.js";
+import { showProblem } from "/assets/shared/api.js";
+import { $, store, state } from "/assets/app/state.js";
 import { action, errorSlot, whenUnauthorized } from "/assets/app/actions.js";
+import { signUp, signOut, render } from "/assets/app/views/account.js";
 import { charge, refreshBalance } from "/assets/app/views/wallet.js";
-import { refreshReservations } from "/assets/app/views/reservations.js";
-import { holdSeat, release } from "/assets/app/views/booking.js";
 import { loadConcerts } from "/assets/app/views/concerts.js";
-import { join, enterRoom, stopRoom, tickWindow, resetBooking } from "/assets/app/views/waiting-room.js";
+import { join, enterRoom, tickWindow } from "/assets/app/views/waiting-room.js";
+import { holdSeat, release } from "/assets/app/views/booking.js";
 import { pay } from "/assets/app/views/payment.js";
+import { refreshReservations } from "/assets/app/views/reservations.js";
 
+// A call the server refuses as UNAUTHORIZED signs the person out, whichever view made it.
 whenUnauthorized(signOut);
 
-// ---- sign-up and wallet -------------------------------------------------------------------------------------
+// ---- the page's forms and buttons ---------------------------------------------------------------------------
 
 $("signup-form").addEventListener("submit", action(async () => {
-  const name = document.querySelector('[data-test="signup-name"]').value.trim();
-  const { data } = await call("POST", "/v1/users", { body: { name } });
-  state.user = { user_id: data.user_id, access_token: data.access_token, name };
-  store.setItem("user", JSON.stringify(state.user));
+  await signUp();
   await showSignedIn();
 }));
 
@@ -37,31 +38,9 @@ $("hold-button").addEventListener("click", action(holdSeat));
 $("pay-button").addEventListener("click", action(pay));
 $("release-button").addEventListener("click", action(release));
 
-function signOut() {
-  stopRoom();
-  for (const key of Object.keys(store)) {
-    if (key === "user" || key === "concert" || key.startsWith("queue:")) store.removeItem(key);
-  }
-  state.user = null;
-  state.concertId = null;
-  render();
-}
-
 // ---- the page -----------------------------------------------------------------------------------------------
 
-function render() {
-  const signedIn = Boolean(state.user);
-  $("signup").hidden = signedIn;
-  $("who").hidden = !signedIn;
-  $("who-name").textContent = signedIn ? state.user.name : "";
-  for (const id of ["wallet", "concerts", "reservations"]) $(id).hidden = !signedIn;
-  if (!signedIn) {
-    resetBooking();
-    $("room").hidden = true;
-    $("reservation-list").replaceChildren();
-  }
-}
-
+/** Fills the signed-in page, and goes back into the waiting room this device was last in, if any. */
 async function showSignedIn() {
   render();
   await Promise.all([refreshBalance(), loadConcerts(join), refreshReservations()]);
