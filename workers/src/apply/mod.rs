@@ -4,6 +4,7 @@
 //! capped backoff, forever: a command is never skipped. Any other failure re-applies the batch one command
 //! per transaction, so one bad command gets a FAILED outcome and the others still go through.
 
+mod context;
 mod decision;
 mod errors;
 mod hold;
@@ -13,67 +14,20 @@ mod release;
 mod transaction;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
-use concert_core::commands::{CommandEnvelope, Outcome, Reply};
-use sqlx::PgPool;
-use tokio::sync::watch;
+use concert_core::commands::{Outcome, Reply};
 use tracing::instrument;
 use uuid::Uuid;
 
+pub use context::{ApplyContext, LogCommand};
 pub use errors::ShuttingDown;
 
-use crate::backoff::{sleep_or_stop, Backoff};
+use crate::backoff::Backoff;
 use crate::metrics;
 use crate::store::requests;
 use transaction::{apply_in_transaction, Decided};
-
-/// A command as read from the log, with where it sat (recorded as `source_partition`/`source_offset`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogCommand {
-    pub partition: i32,
-    pub offset: i64,
-    pub envelope: CommandEnvelope,
-}
-
-/// What applying commands needs: the pool and the rules that come from configuration.
-#[derive(Debug, Clone)]
-pub struct ApplyContext {
-    pub pool: PgPool,
-    /// Most live holds a user may have on one concert date.
-    pub max_holds_per_user: i64,
-    shutdown: Option<watch::Receiver<bool>>,
-}
-
-impl ApplyContext {
-    pub fn new(pool: PgPool, max_holds_per_user: i64) -> Self {
-        Self {
-            pool,
-            max_holds_per_user,
-            shutdown: None,
-        }
-    }
-
-    /// Lets a retry loop give up (with [`ShuttingDown`]) when shutdown is asked for, instead of waiting for
-    /// a database that may never come back.
-    pub fn with_shutdown(mut self, shutdown: watch::Receiver<bool>) -> Self {
-        self.shutdown = Some(shutdown);
-        self
-    }
-
-    async fn pause(&self, delay: Duration) -> anyhow::Result<()> {
-        match &self.shutdown {
-            None => tokio::time::sleep(delay).await,
-            Some(shutdown) => {
-                if !sleep_or_stop(delay, &mut shutdown.clone()).await {
-                    return Err(ShuttingDown.into());
-                }
-            }
-        }
-        Ok(())
-    }
-}
 
 /// Applies one partition's commands, in log order, and returns one reply per command (same order).
 ///
@@ -206,7 +160,7 @@ async fn record_failure(
     outcome: Outcome,
 ) -> anyhow::Result<Decided> {
     let mut tx = ctx.pool.begin().await.context("starting a transaction")?;
-    let decided = if requests::insert_completed(&mut tx, command, &outcome).await? {
+    let decided = if requests::insert_completed(&mut tx, &command.request_row(), &outcome).await? {
         Decided {
             reply: decision::reply(&command.envelope, outcome),
             fresh: true,
@@ -229,7 +183,7 @@ async fn record_failure(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use concert_core::commands::Command;
+    use concert_core::commands::{Command, CommandEnvelope};
 
     fn command(offset: i64, request_id: Uuid) -> LogCommand {
         let join = Command::Join {

@@ -10,12 +10,12 @@ use sqlx::PgConnection;
 use tracing::instrument;
 use uuid::Uuid;
 
+use super::context::{ApplyContext, LogCommand};
 use super::decision::{self, outcome, Decision};
 use super::hold::{hold_run, HoldRequest};
 use super::join::{join_run, JoinRequest};
 use super::pay::{pay_run, PayRequest};
 use super::release::{release_run, ReleaseRequest};
-use super::{ApplyContext, LogCommand};
 use crate::store::{self, requests};
 
 /// A reply and whether it was decided now (`fresh`) or re-sent from an earlier delivery.
@@ -35,7 +35,8 @@ pub(crate) async fn apply_in_transaction(
     commands: &[&LogCommand],
 ) -> anyhow::Result<Vec<Decided>> {
     let now = store::transaction_time(conn).await?;
-    let new = requests::insert_pending(conn, commands).await?;
+    let rows: Vec<_> = commands.iter().map(|c| c.request_row()).collect();
+    let new = requests::insert_pending(conn, &rows).await?;
     let seen_before: Vec<Uuid> = commands
         .iter()
         .map(|c| c.envelope.request_id)

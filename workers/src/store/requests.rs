@@ -3,34 +3,38 @@
 use std::collections::HashSet;
 
 use anyhow::Context;
-use concert_core::commands::Outcome;
+use concert_core::commands::{CommandKind, Outcome};
 use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::apply::LogCommand;
-
 /// A request row as stored, for re-sending the outcome of a command seen before.
 pub(crate) use concert_core::commands::StoredRequest;
+
+/// A command to record: who sent it, what it is, and where it sat in the log (`source_partition`,
+/// `source_offset`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NewRequest<'a> {
+    pub request_id: Uuid,
+    pub user_id: Uuid,
+    pub kind: CommandKind,
+    pub fingerprint: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+}
 
 /// Records every command as PENDING in one statement and returns the ids that were new. An id already
 /// present was applied before (an earlier delivery): it must not be applied again.
 pub(crate) async fn insert_pending(
     conn: &mut PgConnection,
-    commands: &[&LogCommand],
+    requests: &[NewRequest<'_>],
 ) -> anyhow::Result<HashSet<Uuid>> {
-    let ids: Vec<Uuid> = commands.iter().map(|c| c.envelope.request_id).collect();
-    let users: Vec<Uuid> = commands.iter().map(|c| c.envelope.user_id).collect();
-    let kinds: Vec<&str> = commands
-        .iter()
-        .map(|c| c.envelope.command.kind().as_str())
-        .collect();
-    let fingerprints: Vec<&str> = commands
-        .iter()
-        .map(|c| c.envelope.fingerprint.as_str())
-        .collect();
-    let partitions: Vec<i32> = commands.iter().map(|c| c.partition).collect();
-    let offsets: Vec<i64> = commands.iter().map(|c| c.offset).collect();
+    let ids: Vec<Uuid> = requests.iter().map(|r| r.request_id).collect();
+    let users: Vec<Uuid> = requests.iter().map(|r| r.user_id).collect();
+    let kinds: Vec<&str> = requests.iter().map(|r| r.kind.as_str()).collect();
+    let fingerprints: Vec<&str> = requests.iter().map(|r| r.fingerprint).collect();
+    let partitions: Vec<i32> = requests.iter().map(|r| r.partition).collect();
+    let offsets: Vec<i64> = requests.iter().map(|r| r.offset).collect();
     let new: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO requests (request_id, user_id, kind, fingerprint, status, source_partition, source_offset)
          SELECT r, u, k, f, 'PENDING', p, o
@@ -118,26 +122,25 @@ pub(crate) async fn complete(
 /// request was already recorded (its stored outcome stands).
 pub(crate) async fn insert_completed(
     conn: &mut PgConnection,
-    command: &LogCommand,
+    request: &NewRequest<'_>,
     outcome: &Outcome,
 ) -> anyhow::Result<bool> {
     let (status, result, error) = columns(outcome)?;
-    let env = &command.envelope;
     let inserted = sqlx::query(
         "INSERT INTO requests (request_id, user_id, kind, fingerprint, status, result, error,
                                source_partition, source_offset, completed_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now())
          ON CONFLICT (request_id) DO NOTHING",
     )
-    .bind(env.request_id)
-    .bind(env.user_id)
-    .bind(env.command.kind().as_str())
-    .bind(&env.fingerprint)
+    .bind(request.request_id)
+    .bind(request.user_id)
+    .bind(request.kind.as_str())
+    .bind(request.fingerprint)
     .bind(status)
     .bind(result)
     .bind(error)
-    .bind(command.partition)
-    .bind(command.offset)
+    .bind(request.partition)
+    .bind(request.offset)
     .execute(conn)
     .await
     .context("recording a failed request")?;
