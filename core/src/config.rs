@@ -2,24 +2,12 @@
 
 use anyhow::{bail, Context};
 
-/// Read `name`, or `default` when it is unset or empty.
-pub fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_owned())
-}
+use crate::kafka::FetchSettings;
+use crate::topics::{Partitions, Topics};
 
-/// Read and parse `name`, or `default` when it is unset or empty.
-pub fn env_parse<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    match std::env::var(name).ok().filter(|v| !v.is_empty()) {
-        None => Ok(default),
-        Some(v) => v.parse().map_err(|e| anyhow::anyhow!("{name}={v:?}: {e}")),
-    }
-}
+/// The readers live in [`crate::env_vars`], below every module that reads a setting; named here too, where
+/// the api and the workers have always found them.
+pub use crate::env_vars::{env_or, env_parse};
 
 /// The development signing secret, used only with `CONCERT_ENV=dev`.
 pub const DEV_TOKEN_SECRET: &str = "dev-only-secret-change-me-in-production";
@@ -70,10 +58,10 @@ pub struct Settings {
     /// `DATABASE_MAX_CONNECTIONS`
     pub db_max_connections: u32,
     /// `KAFKA_FETCH_WAIT_MS` and `KAFKA_FETCH_MIN_BYTES`: how consumers long-poll the broker
-    pub kafka_fetch: crate::kafka::FetchSettings,
+    pub kafka_fetch: FetchSettings,
     /// `KAFKA_JOIN_PARTITIONS`, `KAFKA_BOOKING_PARTITIONS`, `KAFKA_REPLY_PARTITIONS`: partition counts of
     /// topics `concert-worker topics` creates
-    pub partitions: crate::topics::Partitions,
+    pub partitions: Partitions,
 }
 
 impl std::fmt::Debug for Settings {
@@ -113,13 +101,13 @@ impl Settings {
             token_secret,
             db_max_connections: env_parse("DATABASE_MAX_CONNECTIONS", 16)
                 .context("DATABASE_MAX_CONNECTIONS")?,
-            kafka_fetch: crate::kafka::FetchSettings::from_env()?,
-            partitions: crate::topics::Partitions::from_env()?,
+            kafka_fetch: FetchSettings::from_env()?,
+            partitions: Partitions::from_env()?,
         })
     }
 
-    pub fn topics(&self) -> crate::topics::Topics {
-        crate::topics::Topics::with_counts(&self.topic_prefix, self.partitions)
+    pub fn topics(&self) -> Topics {
+        Topics::with_counts(&self.topic_prefix, self.partitions)
     }
 }
 

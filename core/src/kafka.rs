@@ -47,7 +47,7 @@ impl FetchSettings {
     pub const DEFAULT_MIN_BYTES: u32 = 1;
 
     pub fn from_env() -> anyhow::Result<Self> {
-        use crate::config::env_parse;
+        use crate::env_vars::env_parse;
         let settings = Self {
             wait_ms: env_parse("KAFKA_FETCH_WAIT_MS", Self::DEFAULT_WAIT_MS)?,
             min_bytes: env_parse("KAFKA_FETCH_MIN_BYTES", Self::DEFAULT_MIN_BYTES)?,

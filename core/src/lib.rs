@@ -4,6 +4,7 @@ pub mod admission;
 pub mod commands;
 pub mod config;
 pub mod db;
+pub mod env_vars;
 pub mod kafka;
 pub mod problem;
 pub mod request_id;

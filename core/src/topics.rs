@@ -81,7 +81,7 @@ impl Default for Partitions {
 
 impl Partitions {
     pub fn from_env() -> anyhow::Result<Self> {
-        use crate::config::env_parse;
+        use crate::env_vars::env_parse;
         let default = Self::default();
         let counts = Self {
             joins: env_parse("KAFKA_JOIN_PARTITIONS", default.joins)?,
