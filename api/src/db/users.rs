@@ -6,17 +6,18 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 pub async fn create(pool: &PgPool, user_id: Uuid, name: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO users (user_id, name) VALUES ($1, $2)")
-        .bind(user_id)
-        .bind(name)
-        .execute(pool)
-        .await?;
+    sqlx::query!(
+        "INSERT INTO users (user_id, name) VALUES ($1, $2)",
+        user_id,
+        name,
+    )
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
 pub async fn balance(pool: &PgPool, user_id: Uuid) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar("SELECT balance FROM users WHERE user_id = $1")
-        .bind(user_id)
+    sqlx::query_scalar!("SELECT balance FROM users WHERE user_id = $1", user_id)
         .fetch_optional(pool)
         .await
 }
@@ -35,32 +36,35 @@ pub async fn charge(
     max_balance: i64,
 ) -> Result<ChargeOutcome, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let balance: Option<i64> = sqlx::query_scalar(
-        "UPDATE users SET balance = balance + $2 WHERE user_id = $1 AND balance <= $3 - $2 RETURNING balance",
+    let balance: Option<i64> = sqlx::query_scalar!(
+        "UPDATE users SET balance = balance + $2 WHERE user_id = $1 AND balance <= $3::bigint - $2 RETURNING balance",
+        user_id,
+        amount,
+        max_balance,
     )
-    .bind(user_id)
-    .bind(amount)
-    .bind(max_balance)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(balance) = balance else {
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE user_id = $1)")
-                .bind(user_id)
-                .fetch_one(&mut *tx)
-                .await?;
+        let exists: bool = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM users WHERE user_id = $1) AS "exists!""#,
+            user_id,
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         return Ok(if exists {
             ChargeOutcome::OverLimit
         } else {
             ChargeOutcome::UnknownUser
         });
     };
-    sqlx::query("INSERT INTO balance_ledger (user_id, kind, amount, balance_after) VALUES ($1, 'CHARGE', $2, $3)")
-        .bind(user_id)
-        .bind(amount)
-        .bind(balance)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "INSERT INTO balance_ledger (user_id, kind, amount, balance_after) VALUES ($1, 'CHARGE', $2, $3)",
+        user_id,
+        amount,
+        balance,
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(ChargeOutcome::Charged(balance))
 }
@@ -81,13 +85,14 @@ pub async fn history(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<LedgerRow>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        LedgerRow,
         "SELECT entry_id, kind, amount, balance_after, at FROM balance_ledger \
          WHERE user_id = $1 AND ($2::bigint IS NULL OR entry_id < $2) ORDER BY entry_id DESC LIMIT $3",
+        user_id,
+        before,
+        limit,
     )
-    .bind(user_id)
-    .bind(before)
-    .bind(limit)
     .fetch_all(pool)
     .await
 }
@@ -109,15 +114,16 @@ pub async fn reservations(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<ReservationRow>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        ReservationRow,
         "SELECT reservation_id, concert_id, date_id, seat_no, price, paid_at FROM reservations \
          WHERE user_id = $1 AND ($2::uuid IS NULL OR (paid_at, reservation_id) < \
              (SELECT paid_at, reservation_id FROM reservations WHERE reservation_id = $2 AND user_id = $1)) \
          ORDER BY paid_at DESC, reservation_id DESC LIMIT $3",
+        user_id,
+        after,
+        limit,
     )
-    .bind(user_id)
-    .bind(after)
-    .bind(limit)
     .fetch_all(pool)
     .await
 }
@@ -134,12 +140,13 @@ pub struct LiveHoldRow {
 
 /// The user's holds that still keep their seat: HELD and not past their deadline.
 pub async fn live_holds(pool: &PgPool, user_id: Uuid) -> Result<Vec<LiveHoldRow>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        LiveHoldRow,
         "SELECT hold_id, concert_id, date_id, seat_no, price, expires_at FROM holds \
          WHERE user_id = $1 AND state = 'HELD' AND expires_at > now() \
          ORDER BY expires_at, hold_id",
+        user_id,
     )
-    .bind(user_id)
     .fetch_all(pool)
     .await
 }
