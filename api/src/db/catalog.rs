@@ -18,23 +18,26 @@ pub async fn concerts(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<ConcertRow>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        ConcertRow,
         "SELECT concert_id, title, venue FROM concerts \
          WHERE $1::uuid IS NULL \
             OR (created_at, concert_id) < (SELECT created_at, concert_id FROM concerts WHERE concert_id = $1) \
          ORDER BY created_at DESC, concert_id DESC LIMIT $2",
+        after,
+        limit,
     )
-    .bind(after)
-    .bind(limit)
     .fetch_all(pool)
     .await
 }
 
 pub async fn concert_exists(pool: &PgPool, concert_id: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM concerts WHERE concert_id = $1)")
-        .bind(concert_id)
-        .fetch_one(pool)
-        .await
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM concerts WHERE concert_id = $1) AS "exists!""#,
+        concert_id,
+    )
+    .fetch_one(pool)
+    .await
 }
 
 pub struct NewDate {
@@ -53,39 +56,45 @@ pub async fn create_concert(
     dates: &[NewDate],
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query("INSERT INTO concerts (concert_id, title, venue) VALUES ($1, $2, $3)")
-        .bind(concert_id)
-        .bind(title)
-        .bind(venue)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "INSERT INTO concerts (concert_id, title, venue) VALUES ($1, $2, $3)",
+        concert_id,
+        title,
+        venue,
+    )
+    .execute(&mut *tx)
+    .await?;
     let p = DEFAULT_POLICY;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO waiting_rooms (concert_id, max_active_users, admit_per_interval, interval_seconds, \
          active_seconds, hold_seconds) VALUES ($1, $2, $3, $4, $5, $6)",
+        concert_id,
+        p.max_active_users,
+        p.admit_per_interval,
+        p.interval_seconds,
+        p.active_seconds,
+        p.hold_seconds,
     )
-    .bind(concert_id)
-    .bind(p.max_active_users)
-    .bind(p.admit_per_interval)
-    .bind(p.interval_seconds)
-    .bind(p.active_seconds)
-    .bind(p.hold_seconds)
     .execute(&mut *tx)
     .await?;
     for d in dates {
-        sqlx::query("INSERT INTO concert_dates (date_id, concert_id, starts_at, total_seats) VALUES ($1, $2, $3, $4)")
-            .bind(d.date_id)
-            .bind(concert_id)
-            .bind(d.starts_at)
-            .bind(d.seats)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO seats (date_id, seat_no, price) SELECT $1, n, $2 FROM generate_series(1, $3) AS n")
-            .bind(d.date_id)
-            .bind(d.price)
-            .bind(d.seats)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "INSERT INTO concert_dates (date_id, concert_id, starts_at, total_seats) VALUES ($1, $2, $3, $4)",
+            d.date_id,
+            concert_id,
+            d.starts_at,
+            d.seats,
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query!(
+            "INSERT INTO seats (date_id, seat_no, price) SELECT $1, n, $2 FROM generate_series(1, $3) AS n",
+            d.date_id,
+            d.price,
+            d.seats,
+        )
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     let seats_added: i64 = dates.iter().map(|d| i64::from(d.seats)).sum();
@@ -103,12 +112,12 @@ pub async fn create_concert(
 /// many small concerts would pay it each time. A failure only costs estimates, never the concert: it is
 /// logged, not returned.
 async fn refresh_statistics(pool: &PgPool, seats_added: i64) {
-    let stale: Result<Option<bool>, sqlx::Error> = sqlx::query_scalar(
-        "SELECT s.n_mod_since_analyze + $1 > 50 + 0.1 * greatest(c.reltuples, 0)
+    let stale: Result<Option<bool>, sqlx::Error> = sqlx::query_scalar!(
+        r#"SELECT s.n_mod_since_analyze + $1 > 50 + 0.1 * greatest(c.reltuples, 0) AS "stale!"
          FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
-         WHERE s.relid = 'seats'::regclass",
+         WHERE s.relid = 'seats'::regclass"#,
+        seats_added,
     )
-    .bind(seats_added)
     .fetch_optional(pool)
     .await;
     match stale {
@@ -116,7 +125,7 @@ async fn refresh_statistics(pool: &PgPool, seats_added: i64) {
         Ok(_) => {}
         Err(err) => tracing::warn!(error = %err, "could not read the catalog's statistics age"),
     }
-    if let Err(err) = sqlx::query("ANALYZE concert_dates, seats")
+    if let Err(err) = sqlx::query!("ANALYZE concert_dates, seats")
         .execute(pool)
         .await
     {
@@ -134,14 +143,15 @@ pub struct DateRow {
 
 /// The concert's dates that have not started, with seats free right now (unsold, and unheld or lapsed).
 pub async fn open_dates(pool: &PgPool, concert_id: Uuid) -> Result<Vec<DateRow>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        DateRow,
         "SELECT d.date_id, d.starts_at, d.total_seats, \
-                count(*) FILTER (WHERE s.reservation_id IS NULL AND (s.hold_expires_at IS NULL OR s.hold_expires_at <= now())) AS available_seats \
+                count(*) FILTER (WHERE s.reservation_id IS NULL AND (s.hold_expires_at IS NULL OR s.hold_expires_at <= now())) AS \"available_seats!\" \
          FROM concert_dates d JOIN seats s ON s.date_id = d.date_id \
          WHERE d.concert_id = $1 AND d.starts_at > now() \
          GROUP BY d.date_id ORDER BY d.starts_at, d.date_id",
+        concert_id,
     )
-    .bind(concert_id)
     .fetch_all(pool)
     .await
 }
@@ -160,14 +170,15 @@ pub async fn seats(
     date_id: Uuid,
 ) -> Result<(DateTime<Utc>, Vec<SeatRow>), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+    let now: DateTime<Utc> = sqlx::query_scalar!(r#"SELECT now() AS "now!""#)
         .fetch_one(&mut *tx)
         .await?;
-    let seats = sqlx::query_as(
-        "SELECT seat_no, price, reservation_id IS NOT NULL AS sold, hold_expires_at FROM seats \
+    let seats = sqlx::query_as!(
+        SeatRow,
+        "SELECT seat_no, price, reservation_id IS NOT NULL AS \"sold!\", hold_expires_at FROM seats \
          WHERE date_id = $1 ORDER BY seat_no",
+        date_id,
     )
-    .bind(date_id)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -182,10 +193,13 @@ pub struct DateInfo {
 }
 
 pub async fn date_info(pool: &PgPool, date_id: Uuid) -> Result<Option<DateInfo>, sqlx::Error> {
-    sqlx::query_as("SELECT concert_id, total_seats FROM concert_dates WHERE date_id = $1")
-        .bind(date_id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as!(
+        DateInfo,
+        "SELECT concert_id, total_seats FROM concert_dates WHERE date_id = $1",
+        date_id,
+    )
+    .fetch_optional(pool)
+    .await
 }
 
 /// What the api needs of a hold to route a release or payment to its partition.
@@ -197,8 +211,11 @@ pub struct HoldRoute {
 }
 
 pub async fn hold_route(pool: &PgPool, hold_id: Uuid) -> Result<Option<HoldRoute>, sqlx::Error> {
-    sqlx::query_as("SELECT user_id, concert_id, date_id FROM holds WHERE hold_id = $1")
-        .bind(hold_id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as!(
+        HoldRoute,
+        "SELECT user_id, concert_id, date_id FROM holds WHERE hold_id = $1",
+        hold_id,
+    )
+    .fetch_optional(pool)
+    .await
 }
