@@ -22,13 +22,13 @@ pub async fn first_fingerprint(
     user_id: Uuid,
     fingerprint: &str,
 ) -> Result<FirstUse, sqlx::Error> {
-    let inserted: Option<String> = sqlx::query_scalar(
+    let inserted: Option<String> = sqlx::query_scalar!(
         "INSERT INTO idempotency_keys (request_id, user_id, fingerprint) VALUES ($1, $2, $3) \
          ON CONFLICT (request_id) DO NOTHING RETURNING fingerprint",
+        request_id,
+        user_id,
+        fingerprint,
     )
-    .bind(request_id)
-    .bind(user_id)
-    .bind(fingerprint)
     .fetch_optional(pool)
     .await?;
     if let Some(fingerprint) = inserted {
@@ -38,11 +38,12 @@ pub async fn first_fingerprint(
         });
     }
     // A separate statement, so a fresh snapshot (READ COMMITTED) that includes the winner's row.
-    let fingerprint =
-        sqlx::query_scalar("SELECT fingerprint FROM idempotency_keys WHERE request_id = $1")
-            .bind(request_id)
-            .fetch_one(pool)
-            .await?;
+    let fingerprint = sqlx::query_scalar!(
+        "SELECT fingerprint FROM idempotency_keys WHERE request_id = $1",
+        request_id,
+    )
+    .fetch_one(pool)
+    .await?;
     Ok(FirstUse {
         fingerprint,
         now: false,

@@ -7,11 +7,12 @@ use uuid::Uuid;
 
 /// The decided outcome of `request_id`, if a worker has committed one.
 pub async fn outcome(pool: &PgPool, request_id: Uuid) -> anyhow::Result<Option<Reply>> {
-    let row: Option<StoredRequest> = sqlx::query_as(
+    let row: Option<StoredRequest> = sqlx::query_as!(
+        StoredRequest,
         "SELECT request_id, user_id, kind, fingerprint, status, result, error FROM requests \
          WHERE request_id = $1 AND status IN ('SUCCEEDED', 'FAILED')",
+        request_id,
     )
-    .bind(request_id)
     .fetch_optional(pool)
     .await?;
     row.map(StoredRequest::into_reply).transpose()
@@ -25,36 +26,39 @@ pub async fn outcome(pool: &PgPool, request_id: Uuid) -> anyhow::Result<Option<R
 /// The primary key orders this against the worker's insert: if the worker's transaction holds the row,
 /// this insert waits for it to commit and then finds the row.
 pub async fn refuse(pool: &PgPool, envelope: &CommandEnvelope) -> sqlx::Result<bool> {
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO requests (request_id, user_id, kind, fingerprint, status, completed_at) \
          VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT (request_id) DO NOTHING",
+        envelope.request_id,
+        envelope.user_id,
+        envelope.command.kind().as_str(),
+        &envelope.fingerprint,
+        REFUSED,
     )
-    .bind(envelope.request_id)
-    .bind(envelope.user_id)
-    .bind(envelope.command.kind().as_str())
-    .bind(&envelope.fingerprint)
-    .bind(REFUSED)
     .execute(pool)
     .await?;
     if inserted.rows_affected() == 1 {
         return Ok(true);
     }
     // A separate statement, so a fresh snapshot (READ COMMITTED) that includes the row the insert met.
-    let status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM requests WHERE request_id = $1")
-            .bind(envelope.request_id)
-            .fetch_optional(pool)
-            .await?;
+    let status: Option<String> = sqlx::query_scalar!(
+        "SELECT status FROM requests WHERE request_id = $1",
+        envelope.request_id,
+    )
+    .fetch_optional(pool)
+    .await?;
     Ok(status.is_none_or(|status| status == REFUSED))
 }
 
 /// Lifts the refusal of a keyed request before its retry is published, so that the retry (or the refused
 /// copy, if it reaches a worker after this) is applied, once.
 pub async fn withdraw_refusal(pool: &PgPool, request_id: Uuid) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM requests WHERE request_id = $1 AND status = $2")
-        .bind(request_id)
-        .bind(REFUSED)
-        .execute(pool)
-        .await?;
+    sqlx::query!(
+        "DELETE FROM requests WHERE request_id = $1 AND status = $2",
+        request_id,
+        REFUSED,
+    )
+    .execute(pool)
+    .await?;
     Ok(())
 }
