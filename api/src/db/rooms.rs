@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use concert_core::admission::{Admission, Policy};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::rooms::Claim;
@@ -46,29 +46,40 @@ pub struct Changes {
     pub cursor: Cursor,
 }
 
-const ROOM_COLUMNS: &str =
-    "concert_id, max_active_users, admit_per_interval, interval_seconds, active_seconds, \
-     hold_seconds, claim_seconds, last_seq, admitted_upto, next_admit_at, abandoned_total";
+/// A `waiting_rooms` row as selected (the same columns in `read_changes` and `room`), before its policy
+/// columns are gathered into a `Policy`.
+struct RoomRecord {
+    concert_id: Uuid,
+    max_active_users: Option<i32>,
+    admit_per_interval: Option<i32>,
+    interval_seconds: Option<i32>,
+    active_seconds: i32,
+    hold_seconds: i32,
+    claim_seconds: i32,
+    last_seq: i64,
+    admitted_upto: i64,
+    next_admit_at: Option<DateTime<Utc>>,
+    abandoned_total: i64,
+}
 
-const PLACE_COLUMNS: &str =
-    "concert_id, seq, claimed_at IS NOT NULL, completed_at IS NOT NULL, ended_at IS NOT NULL";
-
-fn room_row(row: &sqlx::postgres::PgRow) -> Result<RoomRow, sqlx::Error> {
-    Ok(RoomRow {
-        concert_id: row.try_get("concert_id")?,
-        policy: Policy {
-            max_active_users: row.try_get("max_active_users")?,
-            admit_per_interval: row.try_get("admit_per_interval")?,
-            interval_seconds: row.try_get("interval_seconds")?,
-            active_seconds: row.try_get("active_seconds")?,
-            hold_seconds: row.try_get("hold_seconds")?,
-            claim_seconds: row.try_get("claim_seconds")?,
-        },
-        last_seq: row.try_get("last_seq")?,
-        admitted_upto: row.try_get("admitted_upto")?,
-        next_admit_at: row.try_get("next_admit_at")?,
-        abandoned_total: row.try_get("abandoned_total")?,
-    })
+impl From<RoomRecord> for RoomRow {
+    fn from(r: RoomRecord) -> Self {
+        RoomRow {
+            concert_id: r.concert_id,
+            policy: Policy {
+                max_active_users: r.max_active_users,
+                admit_per_interval: r.admit_per_interval,
+                interval_seconds: r.interval_seconds,
+                active_seconds: r.active_seconds,
+                hold_seconds: r.hold_seconds,
+                claim_seconds: r.claim_seconds,
+            },
+            last_seq: r.last_seq,
+            admitted_upto: r.admitted_upto,
+            next_admit_at: r.next_admit_at,
+            abandoned_total: r.abandoned_total,
+        }
+    }
 }
 
 /// Every room; the admission steps beyond the frontier the cache knows (`known`: concert to cached
@@ -85,19 +96,25 @@ pub async fn read_changes(
     known: &HashMap<Uuid, i64>,
 ) -> Result<Changes, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    sqlx::query!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .execute(&mut *tx)
         .await?;
-    let (now, xmin): (DateTime<Utc>, i64) =
-        sqlx::query_as("SELECT now(), pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-            .fetch_one(&mut *tx)
-            .await?;
-    let rooms = sqlx::query(&format!("SELECT {ROOM_COLUMNS} FROM waiting_rooms"))
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(room_row)
-        .collect::<Result<Vec<_>, _>>()?;
+    let snapshot = sqlx::query!(
+        r#"SELECT now() AS "now!", pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS "xmin!""#
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let (now, xmin) = (snapshot.now, snapshot.xmin);
+    let rooms: Vec<RoomRow> = sqlx::query_as!(
+        RoomRecord,
+        "SELECT concert_id, max_active_users, admit_per_interval, interval_seconds, active_seconds, \
+         hold_seconds, claim_seconds, last_seq, admitted_upto, next_admit_at, abandoned_total FROM waiting_rooms"
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(RoomRow::from)
+    .collect();
     // Only the rooms whose frontier moved past what the cache holds.
     let (ids, uptos): (Vec<Uuid>, Vec<i64>) = rooms
         .iter()
@@ -110,60 +127,62 @@ pub async fn read_changes(
     let admissions = if ids.is_empty() {
         Vec::new()
     } else {
-        sqlx::query(
-            "SELECT k.concert_id, a.from_seq, a.upto_seq, a.admitted_at, a.active_until, a.claim_until
+        sqlx::query!(
+            r#"SELECT k.concert_id AS "concert_id!", a.from_seq, a.upto_seq, a.admitted_at, a.active_until, a.claim_until
              FROM unnest($1::uuid[], $2::bigint[]) k(concert_id, upto)
              CROSS JOIN LATERAL (
                  SELECT * FROM admissions a
-                 WHERE a.concert_id = k.concert_id AND a.upto_seq > k.upto AND a.active_until > now()) a",
+                 WHERE a.concert_id = k.concert_id AND a.upto_seq > k.upto AND a.active_until > now()) a"#,
+            &ids,
+            &uptos,
         )
-        .bind(&ids)
-        .bind(&uptos)
         .fetch_all(&mut *tx)
         .await?
-        .iter()
+        .into_iter()
         .map(|r| {
-            Ok((
-                r.try_get("concert_id")?,
+            (
+                r.concert_id,
                 Admission {
-                    from_seq: r.try_get("from_seq")?,
-                    upto_seq: r.try_get("upto_seq")?,
-                    admitted_at: r.try_get("admitted_at")?,
-                    active_until: r.try_get("active_until")?,
-                    claim_until: r.try_get("claim_until")?,
+                    from_seq: r.from_seq,
+                    upto_seq: r.upto_seq,
+                    admitted_at: r.admitted_at,
+                    active_until: r.active_until,
+                    claim_until: r.claim_until,
                 },
-            ))
+            )
         })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?
+        .collect()
     };
     // Two statements rather than one with a CASE, so the incremental read always uses the index.
-    let incremental = format!(
-        "SELECT {PLACE_COLUMNS} FROM queue_entries WHERE change_xid >= $1::bigint::text::xid8"
-    );
-    // First read: every completed or ended place, and the claims that can still matter (no window
-    // is longer than MAX_SECONDS).
-    let first = format!(
-        "SELECT {PLACE_COLUMNS} FROM queue_entries
-         WHERE change_xid IS NOT NULL
-           AND (completed_at IS NOT NULL OR ended_at IS NOT NULL
-                OR claimed_at > now() - make_interval(secs => $1))"
-    );
-    let places = match cursor.xmin {
-        Some(xmin) => sqlx::query_as::<_, (Uuid, i64, bool, bool, bool)>(&incremental).bind(xmin),
-        None => sqlx::query_as::<_, (Uuid, i64, bool, bool, bool)>(&first)
-            .bind(f64::from(concert_core::admission::MAX_SECONDS)),
-    }
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .map(|(concert_id, seq, claimed, completed, ended)| PlaceChange {
-        concert_id,
-        seq,
-        claimed,
-        completed,
-        ended,
-    })
-    .collect();
+    let places: Vec<PlaceChange> = match cursor.xmin {
+        Some(xmin) => {
+            sqlx::query_as!(
+                PlaceChange,
+                r#"SELECT concert_id, seq, claimed_at IS NOT NULL AS "claimed!",
+                    completed_at IS NOT NULL AS "completed!", ended_at IS NOT NULL AS "ended!"
+                 FROM queue_entries WHERE change_xid >= $1::bigint::text::xid8"#,
+                xmin,
+            )
+            .fetch_all(&mut *tx)
+            .await?
+        }
+        // First read: every completed or ended place, and the claims that can still matter (no window
+        // is longer than MAX_SECONDS).
+        None => {
+            sqlx::query_as!(
+                PlaceChange,
+                r#"SELECT concert_id, seq, claimed_at IS NOT NULL AS "claimed!",
+                    completed_at IS NOT NULL AS "completed!", ended_at IS NOT NULL AS "ended!"
+                 FROM queue_entries
+                 WHERE change_xid IS NOT NULL
+                   AND (completed_at IS NOT NULL OR ended_at IS NOT NULL
+                        OR claimed_at > now() - make_interval(secs => $1))"#,
+                f64::from(concert_core::admission::MAX_SECONDS),
+            )
+            .fetch_all(&mut *tx)
+            .await?
+        }
+    };
     tx.commit().await?;
     Ok(Changes {
         now,
@@ -184,7 +203,7 @@ pub async fn write_claims(pool: &PgPool, claims: &[Claim]) -> Result<u64, sqlx::
     let concerts: Vec<Uuid> = claims.iter().map(|c| c.concert_id).collect();
     let seqs: Vec<i64> = claims.iter().map(|c| c.seq).collect();
     let ats: Vec<DateTime<Utc>> = claims.iter().map(|c| c.at).collect();
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "WITH target AS (
              SELECT q.concert_id, q.seq, c.at
              FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[]) c(concert_id, seq, at)
@@ -194,10 +213,10 @@ pub async fn write_claims(pool: &PgPool, claims: &[Claim]) -> Result<u64, sqlx::
              FOR UPDATE OF q)
          UPDATE queue_entries q SET claimed_at = target.at
          FROM target WHERE q.concert_id = target.concert_id AND q.seq = target.seq",
+        &concerts,
+        &seqs,
+        &ats,
     )
-    .bind(&concerts)
-    .bind(&seqs)
-    .bind(&ats)
     .execute(pool)
     .await?;
     Ok(done.rows_affected())
@@ -205,42 +224,45 @@ pub async fn write_claims(pool: &PgPool, claims: &[Claim]) -> Result<u64, sqlx::
 
 /// One room's policy and counters, straight from the database (admin view).
 pub async fn room(pool: &PgPool, concert_id: Uuid) -> Result<Option<RoomRow>, sqlx::Error> {
-    let row = sqlx::query(&format!(
-        "SELECT {ROOM_COLUMNS} FROM waiting_rooms WHERE concert_id = $1"
-    ))
-    .bind(concert_id)
+    let row = sqlx::query_as!(
+        RoomRecord,
+        "SELECT concert_id, max_active_users, admit_per_interval, interval_seconds, active_seconds, \
+         hold_seconds, claim_seconds, last_seq, admitted_upto, next_admit_at, abandoned_total \
+         FROM waiting_rooms WHERE concert_id = $1",
+        concert_id,
+    )
     .fetch_optional(pool)
     .await?;
-    row.as_ref().map(room_row).transpose()
+    Ok(row.map(RoomRow::from))
 }
 
 /// ACTIVE places right now: admitted, inside their window, not completed.
 pub async fn active_count(pool: &PgPool, concert_id: Uuid) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM admissions a \
+    sqlx::query_scalar!(
+        "SELECT count(*) AS \"count!\" FROM admissions a \
          JOIN queue_entries e ON e.concert_id = a.concert_id AND e.seq BETWEEN a.from_seq AND a.upto_seq \
          WHERE a.concert_id = $1 AND a.active_until > now() AND e.completed_at IS NULL \
            AND e.ended_at IS NULL",
+        concert_id,
     )
-    .bind(concert_id)
     .fetch_one(pool)
     .await
 }
 
 /// Replaces a room's policy; false when the concert has no room.
 pub async fn set_policy(pool: &PgPool, concert_id: Uuid, p: &Policy) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "UPDATE waiting_rooms SET max_active_users = $2, admit_per_interval = $3, interval_seconds = $4, \
          active_seconds = $5, hold_seconds = $6, claim_seconds = $7, updated_at = now() \
          WHERE concert_id = $1",
+        concert_id,
+        p.max_active_users,
+        p.admit_per_interval,
+        p.interval_seconds,
+        p.active_seconds,
+        p.hold_seconds,
+        p.claim_seconds,
     )
-    .bind(concert_id)
-    .bind(p.max_active_users)
-    .bind(p.admit_per_interval)
-    .bind(p.interval_seconds)
-    .bind(p.active_seconds)
-    .bind(p.hold_seconds)
-    .bind(p.claim_seconds)
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
