@@ -28,7 +28,7 @@ const CACHE_STALE_AFTER: Duration = Duration::from_secs(5);
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let database = tokio::time::timeout(
         Duration::from_secs(2),
-        sqlx::query("SELECT 1").execute(&state.pool),
+        sqlx::query_scalar!("SELECT 1 AS one").fetch_one(&state.pool),
     )
     .await
     .is_ok_and(|r| r.is_ok());
