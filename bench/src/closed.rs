@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::client::{Api, Caller};
 use crate::phases::{closed_loop_figures, PhaseFigures};
-use crate::setup::User;
+use crate::user::User;
 use crate::stats::{OpStats, Recorder};
 use crate::verify::{expected_codes, Kind, Ledger};
 

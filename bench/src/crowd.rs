@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::client::{Api, Caller, Outcome};
-use crate::setup::User;
 use crate::stats::Recorder;
+use crate::user::User;
 use crate::verify::{expected_codes, Kind, Ledger};
 use crate::workers::for_each;
 

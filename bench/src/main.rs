@@ -23,6 +23,7 @@ mod spread;
 mod stats;
 mod streams;
 mod svg;
+mod user;
 mod verify;
 mod workers;
 
@@ -43,7 +44,8 @@ use crate::race::RacePlan;
 use crate::report::{Headline, Report, RoundReport};
 use crate::rounds::RoundFigures;
 use crate::scale::PlaceCheck;
-use crate::setup::{Policy, User};
+use crate::setup::Policy;
+use crate::user::User;
 use crate::stats::Recorder;
 use crate::verify::Ledger;
 

@@ -9,8 +9,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::client::{Api, Caller, Outcome};
-use crate::setup::{Concert, User};
+use crate::setup::Concert;
 use crate::stats::Recorder;
+use crate::user::User;
 use crate::verify::{expected_codes, Kind, Ledger};
 use crate::workers::for_each;
 

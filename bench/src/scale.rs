@@ -13,8 +13,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::client::{Api, Caller, Outcome};
-use crate::setup::User;
 use crate::stats::Recorder;
+use crate::user::User;
 use crate::verify::{expected_codes, Kind, Ledger};
 use crate::workers::for_each;
 

@@ -8,19 +8,9 @@ use serde_json::{json, Value};
 
 use crate::client::{Api, Caller, Outcome};
 use crate::stats::Recorder;
+use crate::user::User;
 use crate::verify::Ledger;
 use crate::workers::for_each;
-
-/// A signed-up user.
-#[derive(Debug, Clone)]
-pub struct User {
-    /// Index in the run's user list.
-    pub idx: usize,
-    /// `Authorization: Bearer` token.
-    pub token: String,
-    /// Whether the balance covers one seat.
-    pub funded: bool,
-}
 
 /// A concert created for the run.
 #[derive(Debug, Clone)]

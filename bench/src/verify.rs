@@ -11,7 +11,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::client::{Api, Caller, Outcome, PENDING, TRANSPORT};
-use crate::setup::User;
+use crate::user::User;
 
 /// The kind of command a request id belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
