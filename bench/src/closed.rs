@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::client::{Api, Caller};
-use crate::phases::{closed_loop_figures, PhaseFigures};
-use crate::user::User;
+use crate::figures::{closed_loop_figures, PhaseFigures};
 use crate::stats::{OpStats, Recorder};
+use crate::user::User;
 use crate::verify::{expected_codes, Kind, Ledger};
 
 /// Join number `k` of `users` users over `concerts` concerts: (concert index, user index), or `None` once

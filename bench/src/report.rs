@@ -7,7 +7,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::cli::Params;
-use crate::phases::PhaseFigures;
+use crate::figures::PhaseFigures;
 use crate::rounds::RoundFigures;
 use crate::scale::PlaceCheck;
 use crate::spread::Spread;
@@ -172,6 +172,97 @@ pub fn write(dir: &Path, report: &Report) -> anyhow::Result<()> {
     std::fs::write(dir.join("latency.svg"), latency_chart(&title, &rows))
         .context("writing latency.svg")?;
     Ok(())
+}
+
+/// A round's table, phases and figures.
+pub fn print_round(r: &RoundReport) {
+    println!();
+    println!("round {}", r.round);
+    print!("{}", table(&r.ops));
+    for ph in &r.phases {
+        let shed = if ph.shed > 0 {
+            format!(" shed={}", ph.shed)
+        } else {
+            String::new()
+        };
+        println!(
+            "phase {:<16} {:>7.2}s sent={}{shed}",
+            ph.name, ph.seconds, ph.sent
+        );
+    }
+    if let Some(c) = &r.places {
+        println!(
+            "crowd at scale: {} users, {} waiting (room: {}), {} active, {} expired, {} without a place; gaps={} duplicates={} out_of_range={} unexpected={} (read {} time(s))",
+            c.users,
+            c.waiting,
+            c.room_waiting.map_or_else(|| "?".to_owned(), |w| w.to_string()),
+            c.active,
+            c.expired,
+            c.unplaced,
+            c.gaps,
+            c.duplicates,
+            c.out_of_range,
+            c.unexpected,
+            c.reads
+        );
+        for d in &c.details {
+            println!("  {d}");
+        }
+    }
+    let figures: Vec<String> = r
+        .figures
+        .keyed()
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"))
+            )
+        })
+        .collect();
+    println!(
+        "round {}: {} stalled={}",
+        r.round,
+        figures.join(" "),
+        r.figures.stalled
+    );
+}
+
+/// Every figure's median and range over the rounds, the verification and the anomalies.
+pub fn print_summary(r: &Report) {
+    println!();
+    println!("over {} round(s): median (min..max)", r.rounds.len());
+    for (key, spread) in &r.headline.figures {
+        let v = spread.map_or_else(|| "not measured".to_owned(), |s| s.describe());
+        println!("  {key:<22} {v}");
+    }
+    let stalled: Vec<String> = r
+        .rounds
+        .iter()
+        .map(|x| x.figures.stalled.to_string())
+        .collect();
+    println!(
+        "  {:<22} {} (per round: {})",
+        "stalled",
+        r.headline.stalled,
+        stalled.join(", ")
+    );
+    let v = &r.verification;
+    println!(
+        "verify: payments_seen={} reservations={} double_paid_seats={} double_reserved_seats={} chased={} (decided {}) undecided={} missing_reservations={} unreadable_users={}",
+        v.payments_seen, v.reservations_total, v.double_paid_seats, v.double_reserved_seats, v.chased, v.chased_decided, v.undecided, v.missing_reservations, v.unreadable_users
+    );
+    for d in &v.details {
+        println!("  {d}");
+    }
+    if r.anomalies.is_empty() {
+        println!("anomalies: none");
+    } else {
+        println!("anomalies:");
+        for (what, n) in &r.anomalies {
+            println!("  {n:>6} x {what}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::client::{Api, Caller, Outcome};
+use crate::figures::{closed_loop_figures, PhaseFigures};
 use crate::setup::Concert;
 use crate::stats::{OpStats, Recorder};
 use crate::verify::{expected_codes, Kind, Ledger};
@@ -55,19 +55,6 @@ pub struct HoldBench {
     pub users: Vec<(usize, String, String)>,
     pub wait: u64,
     next: AtomicU64,
-}
-
-/// What a timed phase offered and managed.
-#[derive(Debug, Clone, Serialize)]
-pub struct PhaseFigures {
-    pub name: String,
-    pub seconds: f64,
-    /// Commands the schedule called for (rated phase) or sent (unthrottled).
-    pub offered: u64,
-    /// Commands sent.
-    pub sent: u64,
-    /// Scheduled commands not sent because the in-flight cap was reached.
-    pub shed: u64,
 }
 
 impl HoldBench {
@@ -230,47 +217,6 @@ impl HoldBench {
         }
         closed_loop_figures(&self.rec, op, set, start, duration, bar).await
     }
-}
-
-/// Waits for a closed-loop phase's workers (moving the bar meanwhile), folds their figures into the
-/// recorder, and sums up the phase: in a closed loop everything offered was sent.
-pub async fn closed_loop_figures(
-    rec: &Recorder,
-    op: String,
-    mut set: tokio::task::JoinSet<OpStats>,
-    start: Instant,
-    duration: Duration,
-    bar: &indicatif::ProgressBar,
-) -> PhaseFigures {
-    let ticker = tick_bar(bar.clone(), start, duration);
-    let mut sent = 0;
-    while let Some(local) = set.join_next().await {
-        let local = local.expect("a load worker panicked");
-        sent += local.count();
-        rec.absorb(&op, &local);
-    }
-    ticker.abort();
-    PhaseFigures {
-        name: op,
-        seconds: start.elapsed().as_secs_f64(),
-        offered: sent,
-        sent,
-        shed: 0,
-    }
-}
-
-/// Moves a time-based progress bar (length in ms) until aborted.
-fn tick_bar(
-    bar: indicatif::ProgressBar,
-    start: Instant,
-    duration: Duration,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            bar.set_position(start.elapsed().min(duration).as_millis() as u64);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
 }
 
 #[cfg(test)]
