@@ -58,19 +58,19 @@ pub(crate) async fn record_failed(
     tracing::debug!(reason, request_id = %sender.request_id, "recording a dead-lettered command as failed");
     let error = serde_json::to_value(&problem).context("encoding a problem")?;
     let mut tx = pool.begin().await.context("starting a transaction")?;
-    let inserted: Option<Uuid> = sqlx::query_scalar(
+    let inserted: Option<Uuid> = sqlx::query_scalar!(
         "INSERT INTO requests (request_id, user_id, kind, fingerprint, status, error, source_partition, source_offset, completed_at)
          VALUES ($1, $2, $3, $4, 'FAILED', $5, $6, $7, now())
          ON CONFLICT (request_id) DO NOTHING
          RETURNING request_id",
+        sender.request_id,
+        sender.user_id,
+        sender.kind.as_str(),
+        &sender.fingerprint,
+        &error,
+        partition,
+        offset,
     )
-    .bind(sender.request_id)
-    .bind(sender.user_id)
-    .bind(sender.kind.as_str())
-    .bind(&sender.fingerprint)
-    .bind(&error)
-    .bind(partition)
-    .bind(offset)
     .fetch_optional(&mut *tx)
     .await
     .context("recording a dead-lettered command")?;
@@ -84,11 +84,12 @@ pub(crate) async fn record_failed(
             completed_place: None,
         },
         None => {
-            let stored: StoredRequest = sqlx::query_as(
+            let stored: StoredRequest = sqlx::query_as!(
+                StoredRequest,
                 "SELECT request_id, user_id, kind, fingerprint, status, result, error
                  FROM requests WHERE request_id = $1",
+                sender.request_id,
             )
-            .bind(sender.request_id)
             .fetch_one(&mut *tx)
             .await
             .context("loading the stored outcome")?;

@@ -35,19 +35,20 @@ pub(crate) async fn insert_pending(
     let fingerprints: Vec<&str> = requests.iter().map(|r| r.fingerprint).collect();
     let partitions: Vec<i32> = requests.iter().map(|r| r.partition).collect();
     let offsets: Vec<i64> = requests.iter().map(|r| r.offset).collect();
-    let new: Vec<Uuid> = sqlx::query_scalar(
+    // The text arrays are bound as `&[&str]` (the macro would want `&[String]`); the SQL is checked all the same.
+    let new: Vec<Uuid> = sqlx::query_scalar!(
         "INSERT INTO requests (request_id, user_id, kind, fingerprint, status, source_partition, source_offset)
          SELECT r, u, k, f, 'PENDING', p, o
          FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::bigint[]) AS t(r, u, k, f, p, o)
          ON CONFLICT (request_id) DO NOTHING
          RETURNING request_id",
+        &ids,
+        &users,
+        &kinds[..] as &[&str],
+        &fingerprints[..] as &[&str],
+        &partitions,
+        &offsets,
     )
-    .bind(&ids)
-    .bind(&users)
-    .bind(&kinds)
-    .bind(&fingerprints)
-    .bind(&partitions)
-    .bind(&offsets)
     .fetch_all(conn)
     .await
     .context("recording requests as pending")?;
@@ -59,11 +60,12 @@ pub(crate) async fn load(
     conn: &mut PgConnection,
     ids: &[Uuid],
 ) -> anyhow::Result<Vec<StoredRequest>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        StoredRequest,
         "SELECT request_id, user_id, kind, fingerprint, status, result, error
          FROM requests WHERE request_id = ANY($1)",
+        ids,
     )
-    .bind(ids)
     .fetch_all(conn)
     .await
     .context("loading stored outcomes")
@@ -102,16 +104,18 @@ pub(crate) async fn complete(
         results.push(result);
         errors.push(error);
     }
-    sqlx::query(
+    // Bound as `&[&str]` and `&[Option<Value>]` (a missing result or error is NULL); the macro would want
+    // `&[String]` and `&[Value]`. The SQL is checked all the same.
+    sqlx::query!(
         "UPDATE requests r
          SET status = t.status, result = t.result, error = t.error, completed_at = now()
          FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[]) AS t(request_id, status, result, error)
          WHERE r.request_id = t.request_id",
+        &ids,
+        &statuses[..] as &[&str],
+        &results[..] as &[Option<Value>],
+        &errors[..] as &[Option<Value>],
     )
-    .bind(&ids)
-    .bind(&statuses)
-    .bind(&results)
-    .bind(&errors)
     .execute(conn)
     .await
     .context("storing outcomes")?;
@@ -126,21 +130,21 @@ pub(crate) async fn insert_completed(
     outcome: &Outcome,
 ) -> anyhow::Result<bool> {
     let (status, result, error) = columns(outcome)?;
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO requests (request_id, user_id, kind, fingerprint, status, result, error,
                                source_partition, source_offset, completed_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now())
          ON CONFLICT (request_id) DO NOTHING",
+        request.request_id,
+        request.user_id,
+        request.kind.as_str(),
+        request.fingerprint,
+        status,
+        result,
+        error,
+        request.partition,
+        request.offset,
     )
-    .bind(request.request_id)
-    .bind(request.user_id)
-    .bind(request.kind.as_str())
-    .bind(request.fingerprint)
-    .bind(status)
-    .bind(result)
-    .bind(error)
-    .bind(request.partition)
-    .bind(request.offset)
     .execute(conn)
     .await
     .context("recording a failed request")?;
