@@ -16,7 +16,7 @@ use sqlx::PgConnection;
 
 /// The transaction's time (`now()`), which every deadline in the transaction is measured against.
 pub(crate) async fn transaction_time(conn: &mut PgConnection) -> anyhow::Result<DateTime<Utc>> {
-    sqlx::query_scalar("SELECT now()")
+    sqlx::query_scalar!(r#"SELECT now() AS "now!""#)
         .fetch_one(conn)
         .await
         .context("reading the transaction time")

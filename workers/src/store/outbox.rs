@@ -20,14 +20,15 @@ pub(crate) async fn claim_unpublished(
     conn: &mut PgConnection,
     limit: i64,
 ) -> anyhow::Result<Vec<PendingEvent>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        PendingEvent,
         "SELECT id, event_id, event_key, payload FROM outbox
          WHERE published_at IS NULL
          ORDER BY id
          LIMIT $1
          FOR UPDATE SKIP LOCKED",
+        limit,
     )
-    .bind(limit)
     .fetch_all(conn)
     .await
     .context("claiming unpublished events")
@@ -35,10 +36,10 @@ pub(crate) async fn claim_unpublished(
 
 /// Marks the events the broker confirmed.
 pub(crate) async fn mark_published(conn: &mut PgConnection, ids: &[i64]) -> anyhow::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1)",
+        ids,
     )
-    .bind(ids)
     .execute(conn)
     .await
     .context("marking events published")?;

@@ -26,14 +26,14 @@ pub(crate) async fn lock_balances(
     conn: &mut PgConnection,
     user_ids: &[Uuid],
 ) -> anyhow::Result<HashMap<Uuid, i64>> {
-    let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+    let rows = sqlx::query!(
         "SELECT user_id, balance FROM users WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE",
+        user_ids,
     )
-    .bind(user_ids)
     .fetch_all(conn)
     .await
     .context("locking balances")?;
-    Ok(rows.into_iter().collect())
+    Ok(rows.into_iter().map(|r| (r.user_id, r.balance)).collect())
 }
 
 /// Debits each payer the sum of their sales, conditionally (the balance must still cover it, and the
@@ -44,13 +44,13 @@ pub(crate) async fn debit(conn: &mut PgConnection, sales: &[Sale]) -> anyhow::Re
         *totals.entry(sale.event.user_id).or_default() += sale.event.amount;
     }
     let (users, amounts): (Vec<Uuid>, Vec<i64>) = totals.into_iter().unzip();
-    let debited = sqlx::query(
+    let debited = sqlx::query!(
         "UPDATE users u SET balance = u.balance - t.amount
          FROM UNNEST($1::uuid[], $2::bigint[]) AS t(user_id, amount)
          WHERE u.user_id = t.user_id AND u.balance >= t.amount",
+        &users,
+        &amounts,
     )
-    .bind(&users)
-    .bind(&amounts)
     .execute(conn)
     .await
     .context("debiting balances")?
@@ -73,18 +73,18 @@ pub(crate) async fn sell_seats(conn: &mut PgConnection, sales: &[Sale]) -> anyho
         column(|e| e.reservation_id),
     );
     let seat_nos: Vec<i32> = sales.iter().map(|s| s.event.seat_no).collect();
-    let sold = sqlx::query(
+    let sold = sqlx::query!(
         "UPDATE seats s
          SET reservation_id = t.reservation_id, hold_id = NULL, held_by = NULL, hold_expires_at = NULL
          FROM UNNEST($1::uuid[], $2::int[], $3::uuid[], $4::uuid[])
               AS t(date_id, seat_no, hold_id, reservation_id)
          WHERE s.date_id = t.date_id AND s.seat_no = t.seat_no AND s.hold_id = t.hold_id
            AND s.reservation_id IS NULL",
+        &dates,
+        &seat_nos,
+        &holds,
+        &reservations,
     )
-    .bind(&dates)
-    .bind(&seat_nos)
-    .bind(&holds)
-    .bind(&reservations)
     .execute(conn)
     .await
     .context("marking seats sold")?
@@ -122,7 +122,9 @@ pub(crate) async fn record(conn: &mut PgConnection, sales: &[Sale]) -> anyhow::R
         .map(|s| serde_json::to_value(&s.event).context("encoding a payment event"))
         .collect::<anyhow::Result<_>>()?;
     let paid_at: Vec<DateTime<Utc>> = sales.iter().map(|s| s.event.occurred_at).collect();
-    sqlx::query(
+    // The event types are bound as `&[&str]` (the macro would want `&[String]`); the SQL is checked all
+    // the same.
+    sqlx::query!(
         "WITH sale AS (
              SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::int[], $6::bigint[],
                                   $7::uuid[], $8::uuid[], $9::bigint[], $10::uuid[], $11::text[],
@@ -142,21 +144,21 @@ pub(crate) async fn record(conn: &mut PgConnection, sales: &[Sale]) -> anyhow::R
              WHERE amount > 0 ORDER BY ord)
          INSERT INTO outbox (event_id, event_type, event_key, payload)
          SELECT event_id, event_type, event_key, payload FROM sale ORDER BY ord",
+        &reservations,
+        &users,
+        &concerts,
+        &dates,
+        &seat_nos,
+        &amounts,
+        &holds,
+        &payments_ids,
+        &balances,
+        &events,
+        &types[..] as &[&str],
+        &keys,
+        &payloads,
+        &paid_at,
     )
-    .bind(&reservations)
-    .bind(&users)
-    .bind(&concerts)
-    .bind(&dates)
-    .bind(&seat_nos)
-    .bind(&amounts)
-    .bind(&holds)
-    .bind(&payments_ids)
-    .bind(&balances)
-    .bind(&events)
-    .bind(&types)
-    .bind(&keys)
-    .bind(&payloads)
-    .bind(&paid_at)
     .execute(conn)
     .await
     .context("recording payments")?;
