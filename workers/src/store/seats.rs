@@ -17,14 +17,17 @@ pub(crate) async fn hold_seconds(
     conn: &mut PgConnection,
     concert_ids: &[Uuid],
 ) -> anyhow::Result<HashMap<Uuid, i32>> {
-    let rows: Vec<(Uuid, i32)> = sqlx::query_as(
+    let rows = sqlx::query!(
         "SELECT concert_id, hold_seconds FROM waiting_rooms WHERE concert_id = ANY($1)",
+        concert_ids,
     )
-    .bind(concert_ids)
     .fetch_all(conn)
     .await
     .context("reading hold lengths")?;
-    Ok(rows.into_iter().collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.concert_id, r.hold_seconds))
+        .collect())
 }
 
 /// Live holds (HELD, deadline ahead) per (user, date), for these pairs.
@@ -41,18 +44,21 @@ pub(crate) async fn live_hold_counts(
     pairs: &[(Uuid, Uuid)],
 ) -> anyhow::Result<HashMap<(Uuid, Uuid), i64>> {
     let (users, dates): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
-    let rows: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(
-        "SELECT w.user_id, w.date_id,
+    let rows = sqlx::query!(
+        r#"SELECT w.user_id AS "user_id!", w.date_id AS "date_id!",
                 (SELECT count(*) FILTER (WHERE h.expires_at > now()) FROM holds h
-                 WHERE h.user_id = w.user_id AND h.date_id = w.date_id AND h.state = 'HELD')
-         FROM (SELECT DISTINCT * FROM UNNEST($1::uuid[], $2::uuid[])) AS w(user_id, date_id)",
+                 WHERE h.user_id = w.user_id AND h.date_id = w.date_id AND h.state = 'HELD') AS "live!"
+         FROM (SELECT DISTINCT * FROM UNNEST($1::uuid[], $2::uuid[])) AS w(user_id, date_id)"#,
+        &users,
+        &dates,
     )
-    .bind(&users)
-    .bind(&dates)
     .fetch_all(conn)
     .await
     .context("counting live holds")?;
-    Ok(rows.into_iter().map(|(u, d, n)| ((u, d), n)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| ((r.user_id, r.date_id), r.live))
+        .collect())
 }
 
 /// A concert date as a run of commands sees it.
@@ -67,21 +73,21 @@ pub(crate) async fn dates(
     conn: &mut PgConnection,
     date_ids: &[Uuid],
 ) -> anyhow::Result<HashMap<Uuid, DateFacts>> {
-    let rows: Vec<(Uuid, Uuid, DateTime<Utc>)> = sqlx::query_as(
+    let rows = sqlx::query!(
         "SELECT date_id, concert_id, starts_at FROM concert_dates WHERE date_id = ANY($1)",
+        date_ids,
     )
-    .bind(date_ids)
     .fetch_all(conn)
     .await
     .context("reading dates")?;
     Ok(rows
         .into_iter()
-        .map(|(date_id, concert_id, starts_at)| {
+        .map(|r| {
             (
-                date_id,
+                r.date_id,
                 DateFacts {
-                    concert_id,
-                    starts_at,
+                    concert_id: r.concert_id,
+                    starts_at: r.starts_at,
                 },
             )
         })
@@ -95,23 +101,23 @@ pub(crate) async fn active_windows(
     places: &[(Uuid, i64)],
 ) -> anyhow::Result<HashMap<(Uuid, i64), DateTime<Utc>>> {
     let (concerts, seqs): (Vec<Uuid>, Vec<i64>) = places.iter().copied().unzip();
-    let rows: Vec<(Uuid, i64, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT w.concert_id, w.seq, a.active_until
+    let rows = sqlx::query!(
+        r#"SELECT w.concert_id AS "concert_id!", w.seq AS "seq!", a.active_until AS "active_until!"
          FROM (SELECT DISTINCT * FROM UNNEST($1::uuid[], $2::bigint[])) AS w(concert_id, seq)
          JOIN LATERAL (
              SELECT active_until FROM admissions a
              WHERE a.concert_id = w.concert_id AND a.upto_seq >= w.seq AND a.from_seq <= w.seq
              ORDER BY a.upto_seq
-             LIMIT 1) a ON true",
+             LIMIT 1) a ON true"#,
+        &concerts,
+        &seqs,
     )
-    .bind(&concerts)
-    .bind(&seqs)
     .fetch_all(conn)
     .await
     .context("reading active windows")?;
     Ok(rows
         .into_iter()
-        .map(|(concert, seq, until)| ((concert, seq), until))
+        .map(|r| ((r.concert_id, r.seq), r.active_until))
         .collect())
 }
 
@@ -132,16 +138,17 @@ pub(crate) async fn lock_seats(
     seats: &[(Uuid, i32)],
 ) -> anyhow::Result<HashMap<(Uuid, i32), SeatForHold>> {
     let (dates, numbers): (Vec<Uuid>, Vec<i32>) = seats.iter().copied().unzip();
-    let rows: Vec<SeatForHold> = sqlx::query_as(
-        "SELECT s.date_id, s.seat_no, s.price, s.reservation_id IS NOT NULL AS sold, s.hold_expires_at
+    let rows: Vec<SeatForHold> = sqlx::query_as!(
+        SeatForHold,
+        r#"SELECT s.date_id, s.seat_no, s.price, s.reservation_id IS NOT NULL AS "sold!", s.hold_expires_at
          FROM seats s
          JOIN (SELECT DISTINCT * FROM UNNEST($1::uuid[], $2::int[])) AS w(date_id, seat_no)
            ON s.date_id = w.date_id AND s.seat_no = w.seat_no
          ORDER BY s.date_id, s.seat_no
-         FOR UPDATE OF s",
+         FOR UPDATE OF s"#,
+        &dates,
+        &numbers,
     )
-    .bind(&dates)
-    .bind(&numbers)
     .fetch_all(conn)
     .await
     .context("locking seats")?;
@@ -183,19 +190,19 @@ pub(crate) async fn write_holds(conn: &mut PgConnection, holds: &[NewHold]) -> a
     let seat_nos: Vec<i32> = holds.iter().map(|h| h.seat_no).collect();
     let prices: Vec<i64> = holds.iter().map(|h| h.price).collect();
     let deadlines: Vec<DateTime<Utc>> = holds.iter().map(|h| h.expires_at).collect();
-    let taken = sqlx::query(
+    let taken = sqlx::query!(
         "UPDATE seats s SET hold_id = w.hold_id, held_by = w.user_id, hold_expires_at = w.expires_at
          FROM UNNEST($1::uuid[], $2::int[], $3::uuid[], $4::uuid[], $5::timestamptz[])
               AS w(date_id, seat_no, hold_id, user_id, expires_at)
          WHERE s.date_id = w.date_id AND s.seat_no = w.seat_no
            AND s.reservation_id IS NULL
            AND (s.hold_expires_at IS NULL OR s.hold_expires_at <= now())",
+        &dates,
+        &seat_nos,
+        &hold_ids,
+        &users,
+        &deadlines,
     )
-    .bind(&dates)
-    .bind(&seat_nos)
-    .bind(&hold_ids)
-    .bind(&users)
-    .bind(&deadlines)
     .execute(&mut *conn)
     .await
     .context("taking seats")?
@@ -205,19 +212,19 @@ pub(crate) async fn write_holds(conn: &mut PgConnection, holds: &[NewHold]) -> a
         "{taken} of {} seats decided free could be taken",
         holds.len()
     );
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO holds (hold_id, user_id, concert_id, date_id, seat_no, price, state, created_at, expires_at)
          SELECT w.hold_id, w.user_id, w.concert_id, w.date_id, w.seat_no, w.price, 'HELD', now(), w.expires_at
          FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::int[], $6::bigint[], $7::timestamptz[])
               AS w(hold_id, user_id, concert_id, date_id, seat_no, price, expires_at)",
+        &hold_ids,
+        &users,
+        &concerts,
+        &dates,
+        &seat_nos,
+        &prices,
+        &deadlines,
     )
-    .bind(&hold_ids)
-    .bind(&users)
-    .bind(&concerts)
-    .bind(&dates)
-    .bind(&seat_nos)
-    .bind(&prices)
-    .bind(&deadlines)
     .execute(conn)
     .await
     .context("recording holds")?;
@@ -252,13 +259,14 @@ pub(crate) async fn lock_holds(
     conn: &mut PgConnection,
     hold_ids: &[Uuid],
 ) -> anyhow::Result<HashMap<Uuid, LockedHold>> {
-    let rows: Vec<HoldRow> = sqlx::query_as(
+    let rows: Vec<HoldRow> = sqlx::query_as!(
+        HoldRow,
         "SELECT hold_id, user_id, concert_id, date_id, seat_no, price, state, expires_at
          FROM holds WHERE hold_id = ANY($1)
          ORDER BY hold_id
          FOR UPDATE",
+        hold_ids,
     )
-    .bind(hold_ids)
     .fetch_all(conn)
     .await
     .context("locking holds")?;
@@ -297,14 +305,15 @@ pub(crate) async fn end_holds(
     if hold_ids.is_empty() {
         return Ok(());
     }
-    let ended =
-        sqlx::query("UPDATE holds SET state = $2, ended_at = now() WHERE hold_id = ANY($1)")
-            .bind(hold_ids)
-            .bind(state.as_str())
-            .execute(conn)
-            .await
-            .context("ending holds")?
-            .rows_affected();
+    let ended = sqlx::query!(
+        "UPDATE holds SET state = $2, ended_at = now() WHERE hold_id = ANY($1)",
+        hold_ids,
+        state.as_str(),
+    )
+    .execute(conn)
+    .await
+    .context("ending holds")?
+    .rows_affected();
     anyhow::ensure!(
         ended == hold_ids.len() as u64,
         "{ended} of {} holds locked could be ended",
@@ -325,14 +334,14 @@ pub(crate) async fn clear_seat_holds(
     let dates: Vec<Uuid> = seats.iter().map(|s| s.0).collect();
     let numbers: Vec<i32> = seats.iter().map(|s| s.1).collect();
     let holds: Vec<Uuid> = seats.iter().map(|s| s.2).collect();
-    sqlx::query(
+    sqlx::query!(
         "UPDATE seats s SET hold_id = NULL, held_by = NULL, hold_expires_at = NULL
          FROM UNNEST($1::uuid[], $2::int[], $3::uuid[]) AS t(date_id, seat_no, hold_id)
          WHERE s.date_id = t.date_id AND s.seat_no = t.seat_no AND s.hold_id = t.hold_id",
+        &dates,
+        &numbers,
+        &holds,
     )
-    .bind(&dates)
-    .bind(&numbers)
-    .bind(&holds)
     .execute(conn)
     .await
     .context("clearing the seats' holds")?;
@@ -348,11 +357,11 @@ pub(crate) async fn expire_lapsed_holds(
 ) -> anyhow::Result<u64> {
     // The sweeper only tidies; rather than queue behind a command batch holding a seat, it gives up and
     // tries again next round (and can never be the one that makes a batch wait in a deadlock).
-    sqlx::query("SET LOCAL lock_timeout = '500ms'")
+    sqlx::query!("SET LOCAL lock_timeout = '500ms'")
         .execute(&mut *conn)
         .await
         .context("setting lock_timeout")?;
-    let expired: Vec<(Uuid, Uuid, i32)> = sqlx::query_as(
+    let expired = sqlx::query!(
         "WITH lapsed AS (
              SELECT hold_id FROM holds
              WHERE state = 'HELD' AND expires_at <= now()
@@ -362,8 +371,8 @@ pub(crate) async fn expire_lapsed_holds(
          UPDATE holds h SET state = 'EXPIRED', ended_at = now()
          FROM lapsed WHERE h.hold_id = lapsed.hold_id
          RETURNING h.hold_id, h.date_id, h.seat_no",
+        limit,
     )
-    .bind(limit)
     .fetch_all(&mut *conn)
     .await
     .context("expiring lapsed holds")?;
@@ -372,7 +381,7 @@ pub(crate) async fn expire_lapsed_holds(
     }
     let freed: Vec<(Uuid, i32, Uuid)> = expired
         .iter()
-        .map(|&(hold, date, seat)| (date, seat, hold))
+        .map(|r| (r.date_id, r.seat_no, r.hold_id))
         .collect();
     clear_seat_holds(conn, &freed).await?;
     Ok(freed.len() as u64)
