@@ -32,17 +32,20 @@ pub(crate) async fn lock_rooms(
     conn: &mut PgConnection,
     concert_ids: &[Uuid],
 ) -> anyhow::Result<HashMap<Uuid, i64>> {
-    let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+    let rows = sqlx::query!(
         "SELECT concert_id, last_seq FROM waiting_rooms
          WHERE concert_id = ANY($1)
          ORDER BY concert_id
          FOR UPDATE",
+        concert_ids,
     )
-    .bind(concert_ids)
     .fetch_all(conn)
     .await
     .context("locking waiting rooms")?;
-    Ok(rows.into_iter().collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.concert_id, r.last_seq))
+        .collect())
 }
 
 #[derive(sqlx::FromRow)]
@@ -67,8 +70,9 @@ pub(crate) async fn live_places(
     pairs: &[(Uuid, Uuid)],
 ) -> anyhow::Result<HashMap<(Uuid, Uuid), Place>> {
     let (concerts, users): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
-    let rows: Vec<LivePlaceRow> = sqlx::query_as(
-        "SELECT w.concert_id, w.user_id, q.seq, q.joined_at
+    let rows: Vec<LivePlaceRow> = sqlx::query_as!(
+        LivePlaceRow,
+        r#"SELECT w.concert_id AS "concert_id!", w.user_id AS "user_id!", q.seq, q.joined_at
          FROM (SELECT DISTINCT * FROM UNNEST($1::uuid[], $2::uuid[])) AS w(concert_id, user_id)
          JOIN waiting_rooms r ON r.concert_id = w.concert_id
          JOIN LATERAL (
@@ -83,10 +87,10 @@ pub(crate) async fn live_places(
                        -- before the ticker settles it (1 second = CLAIM_GRACE_MS)
                        AND (q.claimed_at IS NOT NULL OR a.claim_until + interval '1 second' > now())))
              ORDER BY q.seq DESC
-             LIMIT 1) q ON true",
+             LIMIT 1) q ON true"#,
+        &concerts,
+        &users,
     )
-    .bind(&concerts)
-    .bind(&users)
     .fetch_all(conn)
     .await
     .context("looking for live places")?;
@@ -116,14 +120,14 @@ pub(crate) async fn append_places(
     let concerts: Vec<Uuid> = places.iter().map(|p| p.concert_id).collect();
     let seqs: Vec<i64> = places.iter().map(|p| p.seq).collect();
     let users: Vec<Uuid> = places.iter().map(|p| p.user_id).collect();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO queue_entries (concert_id, seq, user_id, joined_at)
          SELECT w.concert_id, w.seq, w.user_id, now()
          FROM UNNEST($1::uuid[], $2::bigint[], $3::uuid[]) AS w(concert_id, seq, user_id)",
+        &concerts,
+        &seqs,
+        &users,
     )
-    .bind(&concerts)
-    .bind(&seqs)
-    .bind(&users)
     .execute(&mut *conn)
     .await
     .context("appending places in line")?;
@@ -131,13 +135,13 @@ pub(crate) async fn append_places(
     rooms.sort_unstable();
     rooms.dedup();
     let lasts: Vec<i64> = rooms.iter().map(|c| last_seq[c]).collect();
-    let moved = sqlx::query(
+    let moved = sqlx::query!(
         "UPDATE waiting_rooms r SET last_seq = w.last_seq, updated_at = now()
          FROM UNNEST($1::uuid[], $2::bigint[]) AS w(concert_id, last_seq)
          WHERE r.concert_id = w.concert_id AND r.last_seq < w.last_seq",
+        &rooms,
+        &lasts,
     )
-    .bind(&rooms)
-    .bind(&lasts)
     .execute(conn)
     .await
     .context("moving the rooms' last seq")?
@@ -162,15 +166,15 @@ pub(crate) async fn complete_places(
     let concerts: Vec<Uuid> = places.iter().map(|p| p.0).collect();
     let seqs: Vec<i64> = places.iter().map(|p| p.1).collect();
     let users: Vec<Uuid> = places.iter().map(|p| p.2).collect();
-    sqlx::query(
+    sqlx::query!(
         "UPDATE queue_entries q SET completed_at = now()
          FROM UNNEST($1::uuid[], $2::bigint[], $3::uuid[]) AS w(concert_id, seq, user_id)
          WHERE q.concert_id = w.concert_id AND q.seq = w.seq AND q.user_id = w.user_id
            AND q.completed_at IS NULL",
+        &concerts,
+        &seqs,
+        &users,
     )
-    .bind(&concerts)
-    .bind(&seqs)
-    .bind(&users)
     .execute(conn)
     .await
     .context("completing places in line")?;
@@ -180,17 +184,22 @@ pub(crate) async fn complete_places(
 /// Concerts with someone waiting to be admitted, or with admission steps whose claim deadline passed and
 /// whose unclaimed places are still to be ended.
 pub(crate) async fn rooms_with_work(conn: &mut PgConnection) -> anyhow::Result<Vec<Uuid>> {
-    sqlx::query_scalar(
+    // A UNION's column carries no table, so the macro cannot tell it is never NULL; an alias marking it
+    // would also rename what ORDER BY refers to, hence the check here.
+    let ids: Vec<Option<Uuid>> = sqlx::query_scalar!(
         "SELECT concert_id FROM waiting_rooms WHERE admitted_upto < last_seq
          UNION
          SELECT DISTINCT concert_id FROM admissions
          WHERE NOT claims_settled AND claim_until + make_interval(secs => $1) <= now()
          ORDER BY concert_id",
+        claim_grace_secs(),
     )
-    .bind(claim_grace_secs())
     .fetch_all(conn)
     .await
-    .context("listing waiting rooms with work to do")
+    .context("listing waiting rooms with work to do")?;
+    ids.into_iter()
+        .collect::<Option<Vec<Uuid>>>()
+        .context("a waiting room with work to do has no concert id")
 }
 
 fn claim_grace_secs() -> f64 {
@@ -209,21 +218,22 @@ pub(crate) async fn end_unclaimed(
     conn: &mut PgConnection,
     concert_id: Uuid,
 ) -> anyhow::Result<i64> {
-    let due: Vec<(i64, i64)> = sqlx::query_as(
+    let due = sqlx::query!(
         "UPDATE admissions SET claims_settled = true
          WHERE concert_id = $1 AND NOT claims_settled AND claim_until + make_interval(secs => $2) <= now()
          RETURNING from_seq, upto_seq",
+        concert_id,
+        claim_grace_secs(),
     )
-    .bind(concert_id)
-    .bind(claim_grace_secs())
     .fetch_all(&mut *conn)
     .await
     .context("settling admission steps past their claim deadline")?;
     if due.is_empty() {
         return Ok(0);
     }
-    let (froms, uptos): (Vec<i64>, Vec<i64>) = due.into_iter().unzip();
-    let ended = sqlx::query(
+    let (froms, uptos): (Vec<i64>, Vec<i64>) =
+        due.into_iter().map(|r| (r.from_seq, r.upto_seq)).unzip();
+    let ended = sqlx::query!(
         "WITH target AS (
              SELECT q.seq FROM queue_entries q
              JOIN unnest($2::bigint[], $3::bigint[]) r(from_seq, upto_seq)
@@ -234,21 +244,21 @@ pub(crate) async fn end_unclaimed(
              FOR UPDATE OF q)
          UPDATE queue_entries q SET ended_at = now()
          FROM target WHERE q.concert_id = $1 AND q.seq = target.seq",
+        concert_id,
+        &froms,
+        &uptos,
     )
-    .bind(concert_id)
-    .bind(&froms)
-    .bind(&uptos)
     .execute(&mut *conn)
     .await
     .context("ending unclaimed places")?
     .rows_affected() as i64;
     if ended > 0 {
-        sqlx::query(
+        sqlx::query!(
             "UPDATE waiting_rooms SET abandoned_total = abandoned_total + $2, updated_at = now()
              WHERE concert_id = $1",
+            concert_id,
+            ended,
         )
-        .bind(concert_id)
-        .bind(ended)
         .execute(conn)
         .await
         .context("counting abandoned places")?;
@@ -286,17 +296,18 @@ pub(crate) async fn lock_room_for_admission(
     conn: &mut PgConnection,
     concert_id: Uuid,
 ) -> anyhow::Result<Option<RoomForAdmission>> {
-    sqlx::query("SET LOCAL lock_timeout = '2s'")
+    sqlx::query!("SET LOCAL lock_timeout = '2s'")
         .execute(&mut *conn)
         .await
         .context("setting lock_timeout")?;
-    let row: Option<RoomRow> = sqlx::query_as(
-        "SELECT max_active_users, admit_per_interval, interval_seconds, active_seconds, hold_seconds,
-                claim_seconds, last_seq, admitted_upto, next_admit_at, now() AS now
+    let row: Option<RoomRow> = sqlx::query_as!(
+        RoomRow,
+        r#"SELECT max_active_users, admit_per_interval, interval_seconds, active_seconds, hold_seconds,
+                claim_seconds, last_seq, admitted_upto, next_admit_at, now() AS "now!"
          FROM waiting_rooms WHERE concert_id = $1
-         FOR UPDATE",
+         FOR UPDATE"#,
+        concert_id,
     )
-    .bind(concert_id)
     .fetch_optional(conn)
     .await
     .context("locking the waiting room for admission")?;
@@ -326,16 +337,16 @@ pub(crate) fn is_lock_timeout(err: &anyhow::Error) -> bool {
 /// Users ACTIVE now: everyone in an admission step whose window is open, less those who completed or
 /// were ended for want of a claim.
 pub(crate) async fn active_count(conn: &mut PgConnection, concert_id: Uuid) -> anyhow::Result<i64> {
-    sqlx::query_scalar(
-        "SELECT COALESCE(SUM(a.upto_seq - a.from_seq + 1 - done.n), 0)::bigint
+    sqlx::query_scalar!(
+        r#"SELECT COALESCE(SUM(a.upto_seq - a.from_seq + 1 - done.n), 0)::bigint AS "active!"
          FROM admissions a
          CROSS JOIN LATERAL (
              SELECT count(*) AS n FROM queue_entries q
              WHERE q.concert_id = a.concert_id AND q.seq BETWEEN a.from_seq AND a.upto_seq
                AND (q.completed_at IS NOT NULL OR q.ended_at IS NOT NULL)) done
-         WHERE a.concert_id = $1 AND a.active_until > now()",
+         WHERE a.concert_id = $1 AND a.active_until > now()"#,
+        concert_id,
     )
-    .bind(concert_id)
     .fetch_one(conn)
     .await
     .context("counting active users")
@@ -357,31 +368,31 @@ pub(crate) struct AdmissionStep {
 /// Records the step and moves the frontier, only if it is still where this ticker read it. Returns whether
 /// the step was taken; with the row lock held it always is, the condition is a second guard.
 pub(crate) async fn admit(conn: &mut PgConnection, step: &AdmissionStep) -> anyhow::Result<bool> {
-    let moved = sqlx::query(
+    let moved = sqlx::query!(
         "UPDATE waiting_rooms
          SET admitted_upto = admitted_upto + $3, next_admit_at = $4, updated_at = now()
          WHERE concert_id = $1 AND admitted_upto = $2",
+        step.concert_id,
+        step.old_upto,
+        step.count,
+        step.next_admit_at,
     )
-    .bind(step.concert_id)
-    .bind(step.old_upto)
-    .bind(step.count)
-    .bind(step.next_admit_at)
     .execute(&mut *conn)
     .await
     .context("moving the admission frontier")?;
     if moved.rows_affected() == 0 {
         return Ok(false);
     }
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO admissions (concert_id, from_seq, upto_seq, admitted_at, active_until, claim_until)
          VALUES ($1, $2, $3, $4, $5, $6)",
+        step.concert_id,
+        step.old_upto + 1,
+        step.old_upto + step.count,
+        step.admitted_at,
+        step.active_until,
+        step.claim_until,
     )
-    .bind(step.concert_id)
-    .bind(step.old_upto + 1)
-    .bind(step.old_upto + step.count)
-    .bind(step.admitted_at)
-    .bind(step.active_until)
-    .bind(step.claim_until)
     .execute(conn)
     .await
     .context("recording the admission step")?;
