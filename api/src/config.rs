@@ -1,12 +1,11 @@
-//! The api's configuration, read from the environment.
+//! The api's configuration, read from the environment. Plain data: it imports nothing else of the api, so
+//! every module may read it.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use concert_core::config::{env_or, env_parse, required_secret, Settings};
 use concert_core::kafka::DEFAULT_LINGER_MS;
-
-use crate::shedding::LoadLimits;
 
 /// The development admin token, used only with `CONCERT_ENV=dev`.
 pub const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
@@ -121,5 +120,118 @@ impl ApiConfig {
             trust_forwarded_for: false,
             limits: LoadLimits::default(),
         }
+    }
+}
+
+/// Longest wait a client may ask for with `Prefer: wait=N`.
+pub const MAX_WAIT_SECONDS: u64 = 30;
+
+/// The longest a command's answer may take once it is published, besides `Prefer: wait` itself: the
+/// bounded outcome lookups (see `submit::LOOKUP_TIMEOUT`) and rendering.
+const AFTER_PUBLISH_SLACK: Duration = Duration::from_secs(5);
+
+/// The api's bounds on work in progress, from the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadLimits {
+    /// `API_MAX_IN_FLIGHT`: requests handled at once; more are answered 503 at once. A join waits up to
+    /// `JOIN_WAIT_SECONDS` to be placed, so an on-sale crowd keeps thousands in flight per instance: the
+    /// bench's 20,000-user crowd (2,048 at a time) got 54,000 503s with a bound of 1,024. An in-flight
+    /// request costs a task and a socket, not a thread.
+    pub max_in_flight: usize,
+    /// `API_REQUEST_TIMEOUT_SECONDS`: the longest a request may take before it is answered 503.
+    pub request_timeout: Duration,
+    /// `API_HEADER_READ_TIMEOUT_SECONDS`: how long a client may take to send a request's headers.
+    pub header_read_timeout: Duration,
+    /// `KAFKA_PUBLISH_TIMEOUT_MS`: how long publishing a command may wait for the broker's acknowledgement.
+    pub publish_timeout: Duration,
+}
+
+impl Default for LoadLimits {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 8192,
+            request_timeout: Duration::from_secs(45),
+            header_read_timeout: Duration::from_secs(10),
+            publish_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl LoadLimits {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let d = Self::default();
+        let limits = Self {
+            max_in_flight: env_parse("API_MAX_IN_FLIGHT", d.max_in_flight)
+                .context("API_MAX_IN_FLIGHT")?,
+            request_timeout: Duration::from_secs(
+                env_parse("API_REQUEST_TIMEOUT_SECONDS", d.request_timeout.as_secs())
+                    .context("API_REQUEST_TIMEOUT_SECONDS")?,
+            ),
+            header_read_timeout: Duration::from_secs(
+                env_parse(
+                    "API_HEADER_READ_TIMEOUT_SECONDS",
+                    d.header_read_timeout.as_secs(),
+                )
+                .context("API_HEADER_READ_TIMEOUT_SECONDS")?,
+            ),
+            publish_timeout: Duration::from_millis(
+                env_parse(
+                    "KAFKA_PUBLISH_TIMEOUT_MS",
+                    d.publish_timeout.as_millis() as u64,
+                )
+                .context("KAFKA_PUBLISH_TIMEOUT_MS")?,
+            ),
+        };
+        limits.validate()?;
+        Ok(limits)
+    }
+
+    /// Refuses limits that would cut the answer of a published command, or that refuse everything.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.max_in_flight > 0, "API_MAX_IN_FLIGHT must be positive");
+        anyhow::ensure!(
+            !self.header_read_timeout.is_zero(),
+            "API_HEADER_READ_TIMEOUT_SECONDS must be positive"
+        );
+        anyhow::ensure!(
+            self.publish_timeout >= Duration::from_millis(100),
+            "KAFKA_PUBLISH_TIMEOUT_MS must be at least 100"
+        );
+        // A publish waits for room in the producer's queue and then for the delivery: twice the timeout. A
+        // failed one then records its refusal (`submit::REFUSE_TIMEOUT`), instead of the wait for an outcome.
+        let least =
+            self.publish_timeout * 2 + Duration::from_secs(MAX_WAIT_SECONDS) + AFTER_PUBLISH_SLACK;
+        anyhow::ensure!(
+            self.request_timeout >= least,
+            "API_REQUEST_TIMEOUT_SECONDS must be at least {} s (twice the publish timeout + the longest Prefer: wait + {} s), \
+             or it would cut the answers of accepted commands",
+            least.as_secs_f64().ceil(),
+            AFTER_PUBLISH_SLACK.as_secs()
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_that_would_cut_accepted_answers_are_refused() {
+        assert!(LoadLimits::default().validate().is_ok());
+        let short = LoadLimits {
+            request_timeout: Duration::from_secs(20),
+            ..LoadLimits::default()
+        };
+        assert!(short
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("API_REQUEST_TIMEOUT_SECONDS"));
+        let none = LoadLimits {
+            max_in_flight: 0,
+            ..LoadLimits::default()
+        };
+        assert!(none.validate().is_err());
     }
 }

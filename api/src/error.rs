@@ -109,7 +109,19 @@ pub fn problem_response(problem: &Problem) -> Response {
         HeaderValue::from_static("application/problem+json"),
     );
     // A 503 is a blip or load shedding: say when to come back.
-    crate::shedding::with_retry_after(response)
+    with_retry_after(response)
+}
+
+/// Adds `Retry-After: 1` to a 503: refusals under load or during a blip are short-lived.
+pub fn with_retry_after(mut response: Response) -> Response {
+    if response.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE
+        && !response.headers().contains_key(header::RETRY_AFTER)
+    {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
 }
 
 impl IntoResponse for ApiError {

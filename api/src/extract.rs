@@ -9,6 +9,7 @@ use concert_core::ErrorCode;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use crate::config::MAX_WAIT_SECONDS;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -163,9 +164,6 @@ impl<S: Send + Sync> FromRequestParts<S> for QueueTokenHeader {
         Ok(Self(value))
     }
 }
-
-/// Longest wait a client may ask for with `Prefer: wait=N`.
-pub const MAX_WAIT_SECONDS: u64 = 30;
 
 /// `Prefer: wait=N` (RFC 7240), capped at 30 seconds; absent or unreadable means no preference.
 #[derive(Debug, Clone, Copy, Default)]

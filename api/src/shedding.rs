@@ -14,108 +14,20 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::Router;
-use concert_core::config::env_parse;
 use concert_core::{ErrorCode, Problem};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
 
-use crate::error::problem_response;
-use crate::extract::MAX_WAIT_SECONDS;
+use crate::config::LoadLimits;
+use crate::error::{problem_response, with_retry_after};
 
-/// The longest a command's answer may take once it is published, besides `Prefer: wait` itself: the
-/// bounded outcome lookups (see `submit::LOOKUP_TIMEOUT`) and rendering.
-const AFTER_PUBLISH_SLACK: Duration = Duration::from_secs(5);
 /// How long a stopping api waits for open connections (event streams stay open) before it exits.
 const DRAIN: Duration = Duration::from_secs(10);
-
-/// The api's bounds on work in progress, from the environment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LoadLimits {
-    /// `API_MAX_IN_FLIGHT`: requests handled at once; more are answered 503 at once. A join waits up to
-    /// `JOIN_WAIT_SECONDS` to be placed, so an on-sale crowd keeps thousands in flight per instance: the
-    /// bench's 20,000-user crowd (2,048 at a time) got 54,000 503s with a bound of 1,024. An in-flight
-    /// request costs a task and a socket, not a thread.
-    pub max_in_flight: usize,
-    /// `API_REQUEST_TIMEOUT_SECONDS`: the longest a request may take before it is answered 503.
-    pub request_timeout: Duration,
-    /// `API_HEADER_READ_TIMEOUT_SECONDS`: how long a client may take to send a request's headers.
-    pub header_read_timeout: Duration,
-    /// `KAFKA_PUBLISH_TIMEOUT_MS`: how long publishing a command may wait for the broker's acknowledgement.
-    pub publish_timeout: Duration,
-}
-
-impl Default for LoadLimits {
-    fn default() -> Self {
-        Self {
-            max_in_flight: 8192,
-            request_timeout: Duration::from_secs(45),
-            header_read_timeout: Duration::from_secs(10),
-            publish_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-impl LoadLimits {
-    pub fn from_env() -> anyhow::Result<Self> {
-        let d = Self::default();
-        let limits = Self {
-            max_in_flight: env_parse("API_MAX_IN_FLIGHT", d.max_in_flight)
-                .context("API_MAX_IN_FLIGHT")?,
-            request_timeout: Duration::from_secs(
-                env_parse("API_REQUEST_TIMEOUT_SECONDS", d.request_timeout.as_secs())
-                    .context("API_REQUEST_TIMEOUT_SECONDS")?,
-            ),
-            header_read_timeout: Duration::from_secs(
-                env_parse(
-                    "API_HEADER_READ_TIMEOUT_SECONDS",
-                    d.header_read_timeout.as_secs(),
-                )
-                .context("API_HEADER_READ_TIMEOUT_SECONDS")?,
-            ),
-            publish_timeout: Duration::from_millis(
-                env_parse(
-                    "KAFKA_PUBLISH_TIMEOUT_MS",
-                    d.publish_timeout.as_millis() as u64,
-                )
-                .context("KAFKA_PUBLISH_TIMEOUT_MS")?,
-            ),
-        };
-        limits.validate()?;
-        Ok(limits)
-    }
-
-    /// Refuses limits that would cut the answer of a published command, or that refuse everything.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.max_in_flight > 0, "API_MAX_IN_FLIGHT must be positive");
-        anyhow::ensure!(
-            !self.header_read_timeout.is_zero(),
-            "API_HEADER_READ_TIMEOUT_SECONDS must be positive"
-        );
-        anyhow::ensure!(
-            self.publish_timeout >= Duration::from_millis(100),
-            "KAFKA_PUBLISH_TIMEOUT_MS must be at least 100"
-        );
-        // A publish waits for room in the producer's queue and then for the delivery: twice the timeout. A
-        // failed one then records its refusal (`submit::REFUSE_TIMEOUT`), instead of the wait for an outcome.
-        let least =
-            self.publish_timeout * 2 + Duration::from_secs(MAX_WAIT_SECONDS) + AFTER_PUBLISH_SLACK;
-        anyhow::ensure!(
-            self.request_timeout >= least,
-            "API_REQUEST_TIMEOUT_SECONDS must be at least {} s (twice the publish timeout + the longest Prefer: wait + {} s), \
-             or it would cut the answers of accepted commands",
-            least.as_secs_f64().ceil(),
-            AFTER_PUBLISH_SLACK.as_secs()
-        );
-        Ok(())
-    }
-}
 
 /// `router` behind the concurrency limit and the request timeout (a tower layer, as middleware).
 pub fn limit(router: Router, limits: &LoadLimits) -> Router {
@@ -188,18 +100,6 @@ pub fn unavailable(detail: &str) -> Response {
     )))
 }
 
-/// Adds `Retry-After: 1` to a 503: refusals under load or during a blip are short-lived.
-pub fn with_retry_after(mut response: Response) -> Response {
-    if response.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE
-        && !response.headers().contains_key(header::RETRY_AFTER)
-    {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    response
-}
-
 /// Serves `router` on `listener` until `shutdown` turns true, with a header-read timeout (which
 /// `axum::serve` does not offer) and the peer address as `ConnectInfo<SocketAddr>`. On shutdown it stops
 /// accepting and gives open connections [`DRAIN`] to finish.
@@ -269,28 +169,4 @@ pub async fn serve(
         tracing::info!("connections still open after the drain period; closing them");
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn limits_that_would_cut_accepted_answers_are_refused() {
-        assert!(LoadLimits::default().validate().is_ok());
-        let short = LoadLimits {
-            request_timeout: Duration::from_secs(20),
-            ..LoadLimits::default()
-        };
-        assert!(short
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("API_REQUEST_TIMEOUT_SECONDS"));
-        let none = LoadLimits {
-            max_in_flight: 0,
-            ..LoadLimits::default()
-        };
-        assert!(none.validate().is_err());
-    }
 }
