@@ -5,6 +5,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use concert_core::{ErrorCode, Problem};
 
+use crate::rate_limits::RateLimited;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// A decided failure, shown to the client as is.
@@ -91,6 +93,14 @@ fn constraint_code(name: &str) -> Option<ErrorCode> {
         "seat_sold_once" => Some(ErrorCode::SeatUnavailable),
         "hold_paid_once" | "reservation_per_hold" => Some(ErrorCode::AlreadyPaid),
         _ => None,
+    }
+}
+
+impl From<RateLimited> for ApiError {
+    fn from(refused: RateLimited) -> Self {
+        Self::RateLimited {
+            retry_after: refused.retry_after,
+        }
     }
 }
 

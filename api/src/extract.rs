@@ -1,8 +1,11 @@
 //! Request extractors whose rejections are problem documents: JSON bodies, path ids, the user's access token,
-//! the admin token, and the `Prefer` and `Idempotency-Key` headers.
+//! the admin token, and the `Prefer` and `Idempotency-Key` headers; and the client's address, which the
+//! sign-up limit is keyed by.
+
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use concert_core::ErrorCode;
@@ -211,5 +214,38 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
             ));
         }
         Ok(Self(Some(key.to_owned())))
+    }
+}
+
+/// The client's address: the connection's peer, or with `TRUST_FORWARDED_FOR=1` the last address of
+/// `X-Forwarded-For` (the one the trusted proxy in front of us appended; earlier ones are the client's own
+/// claims). `None` when neither is known (a router driven without a socket).
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip());
+        if !state.config.trust_forwarded_for {
+            return Ok(Self(peer));
+        }
+        // The last entry only: if the proxy's own entry is unreadable, an earlier (client-written) one must
+        // not stand in for it.
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|a| a.trim().parse::<IpAddr>().ok());
+        Ok(Self(forwarded.or(peer)))
     }
 }

@@ -63,7 +63,7 @@ impl Application {
             replies: Arc::new(ReplyHub::new(REPLY_CAPACITY, REPLY_TTL, rooms.clone())),
             rooms,
             dates: Arc::new(DateCache::default()),
-            limits: Arc::new(crate::limits::Limits::new(&config)),
+            limits: Arc::new(crate::rate_limits::RateLimiters::new(&config)),
             metrics: crate::http_metrics::recorder(),
             config: Arc::new(config),
         };
@@ -110,7 +110,7 @@ impl Application {
             shutdown.clone(),
         ));
         tokio::spawn(prune_replies(state.replies.clone(), shutdown.clone()));
-        tokio::spawn(crate::limits::run_forgetter(
+        tokio::spawn(crate::rate_limits::run_forgetter(
             state.limits.clone(),
             shutdown.clone(),
         ));

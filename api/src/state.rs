@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::config::ApiConfig;
 use crate::db::catalog::DateInfo;
-use crate::limits::Limits;
+use crate::rate_limits::RateLimiters;
 use crate::replies::ReplyHub;
 use crate::rooms::RoomCache;
 
@@ -28,7 +28,7 @@ pub struct AppState {
     pub replies: Arc<ReplyHub>,
     pub rooms: Arc<RoomCache>,
     pub dates: Arc<DateCache>,
-    pub limits: Arc<Limits>,
+    pub limits: Arc<RateLimiters>,
     pub metrics: PrometheusHandle,
 }
 

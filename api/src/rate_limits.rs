@@ -5,33 +5,35 @@
 //! times the rate in the worst case, which is still a bound (and sticky routing makes it exact). Keeping
 //! them here costs no database or broker round trip on the hot path.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::config::ApiConfig;
-use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 
 /// How often keys whose bucket is full again are dropped, so memory follows recent users, not all users.
 const FORGET_IDLE_EVERY: Duration = Duration::from_secs(30);
 
-/// The limiters of one api instance; `None` where the configuration turns a limit off.
-pub struct Limits {
-    commands: Option<DefaultKeyedRateLimiter<Uuid>>,
-    signups: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    trust_forwarded_for: bool,
+/// A request over a rate limit, answered `RATE_LIMITED` (see `error::ApiError::RateLimited`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimited {
+    /// When the next attempt can pass.
+    pub retry_after: Duration,
 }
 
-impl Limits {
+/// The limiters of one api instance; `None` where the configuration turns a limit off.
+pub struct RateLimiters {
+    commands: Option<DefaultKeyedRateLimiter<Uuid>>,
+    signups: Option<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+impl RateLimiters {
     pub fn new(config: &ApiConfig) -> Self {
         let commands = NonZeroU32::new(config.rate_limit_per_user).map(|rate| {
             // A burst below the rate would throttle a steady client under its own rate.
@@ -40,20 +42,16 @@ impl Limits {
         });
         let signups = NonZeroU32::new(config.signups_per_ip_per_minute)
             .map(|per_minute| RateLimiter::keyed(Quota::per_minute(per_minute)));
-        Self {
-            commands,
-            signups,
-            trust_forwarded_for: config.trust_forwarded_for,
-        }
+        Self { commands, signups }
     }
 
     /// One command submission by `user`: `RATE_LIMITED` with the wait when over the limit.
-    pub fn check_command(&self, user: Uuid) -> ApiResult<()> {
+    pub fn check_command(&self, user: Uuid) -> Result<(), RateLimited> {
         check(self.commands.as_ref(), &user, "commands")
     }
 
     /// One sign-up from `addr` (no address known: not limited).
-    pub fn check_signup(&self, addr: Option<IpAddr>) -> ApiResult<()> {
+    pub fn check_signup(&self, addr: Option<IpAddr>) -> Result<(), RateLimited> {
         match addr {
             Some(addr) => check(self.signups.as_ref(), &addr, "signups"),
             None => Ok(()),
@@ -83,7 +81,7 @@ fn check<K>(
     limiter: Option<&DefaultKeyedRateLimiter<K>>,
     key: &K,
     limit: &'static str,
-) -> ApiResult<()>
+) -> Result<(), RateLimited>
 where
     K: std::hash::Hash + Eq + Clone,
 {
@@ -92,14 +90,14 @@ where
     };
     limiter.check_key(key).map_err(|not_until| {
         metrics::counter!("rate_limited_total", "limit" => limit).increment(1);
-        ApiError::RateLimited {
+        RateLimited {
             retry_after: not_until.wait_time_from(limiter.clock().now()),
         }
     })
 }
 
 /// Forgets idle keys every [`FORGET_IDLE_EVERY`] until `shutdown`.
-pub async fn run_forgetter(limits: Arc<Limits>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run_forgetter(limits: Arc<RateLimiters>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(FORGET_IDLE_EVERY);
     loop {
         tokio::select! {
@@ -109,39 +107,6 @@ pub async fn run_forgetter(limits: Arc<Limits>, mut shutdown: watch::Receiver<bo
             }
             _ = shutdown.changed() => return,
         }
-    }
-}
-
-/// The client's address: the connection's peer, or with `TRUST_FORWARDED_FOR=1` the last address of
-/// `X-Forwarded-For` (the one the trusted proxy in front of us appended; earlier ones are the client's own
-/// claims). `None` when neither is known (a router driven without a socket).
-pub struct ClientAddr(pub Option<IpAddr>);
-
-impl FromRequestParts<AppState> for ClientAddr {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip());
-        if !state.limits.trust_forwarded_for {
-            return Ok(Self(peer));
-        }
-        // The last entry only: if the proxy's own entry is unreadable, an earlier (client-written) one must
-        // not stand in for it.
-        let forwarded = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .next_back()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .and_then(|a| a.trim().parse::<IpAddr>().ok());
-        Ok(Self(forwarded.or(peer)))
     }
 }
 
@@ -169,13 +134,13 @@ mod tests {
 
     #[test]
     fn a_user_gets_the_burst_then_waits_while_others_are_untouched() {
-        let limits = Limits::new(&config(10, 20));
+        let limits = RateLimiters::new(&config(10, 20));
         let (flooder, other) = (Uuid::new_v4(), Uuid::new_v4());
         for _ in 0..20 {
             limits.check_command(flooder).expect("within the burst");
         }
         match limits.check_command(flooder) {
-            Err(ApiError::RateLimited { retry_after }) => {
+            Err(RateLimited { retry_after }) => {
                 assert!(retry_after <= Duration::from_millis(100), "{retry_after:?}")
             }
             other => panic!("expected RateLimited, got {other:?}"),
@@ -189,7 +154,7 @@ mod tests {
     fn zero_turns_the_limits_off() {
         let mut config = config(0, 20);
         config.signups_per_ip_per_minute = 0;
-        let limits = Limits::new(&config);
+        let limits = RateLimiters::new(&config);
         let user = Uuid::new_v4();
         let addr: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..1000 {
@@ -200,7 +165,7 @@ mod tests {
 
     #[test]
     fn sign_ups_are_limited_per_address() {
-        let limits = Limits::new(&config(10, 20));
+        let limits = RateLimiters::new(&config(10, 20));
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         for _ in 0..3 {
             limits
@@ -212,12 +177,13 @@ mod tests {
         limits.check_signup(None).expect("no address, no limit");
     }
 
-    /// What the per-user check costs: `cargo test -p concert-api --lib limits::tests::cost -- --ignored
-    /// --nocapture`. Many threads at once on many users, as under a crowd; prints nanoseconds per check.
+    /// What the per-user check costs: `cargo test -p concert-api --lib rate_limits::tests::cost --
+    /// --ignored --nocapture`. Many threads at once on many users, as under a crowd; prints nanoseconds per
+    /// check.
     #[test]
     #[ignore = "a measurement, not a check"]
     fn cost_of_the_per_user_check() {
-        let limits = Arc::new(Limits::new(&config(10, 20)));
+        let limits = Arc::new(RateLimiters::new(&config(10, 20)));
         let users: Arc<Vec<Uuid>> = Arc::new((0..100_000).map(|_| Uuid::new_v4()).collect());
         let threads = 4;
         let per_thread = 1_000_000;
@@ -250,7 +216,7 @@ mod tests {
 
     #[test]
     fn idle_keys_are_forgotten() {
-        let limits = Limits::new(&config(1000, 1000));
+        let limits = RateLimiters::new(&config(1000, 1000));
         for _ in 0..100 {
             limits.check_command(Uuid::new_v4()).unwrap();
         }
