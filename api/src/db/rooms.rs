@@ -7,7 +7,7 @@ use concert_core::admission::{Admission, Policy};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::rooms::Claim;
+use crate::rooms::claim::Claim;
 
 pub struct RoomRow {
     pub concert_id: Uuid,

@@ -1,21 +1,13 @@
-//! Per-instance cache of every waiting room's admission state, refreshed from Postgres several times a second.
-//! Queue tokens carry their place (concert, seq), so with this cache a status poll, an event stream or an
-//! admission check is answered from memory: the hot path of a flash crowd never touches the database.
-//!
-//! Besides the frontier and the open admission steps the cache holds what it knows of single places
-//! (claimed, completed, ended for want of a claim), the claims this instance saw and has not written yet,
-//! the places users were given (so a repeated join is answered without publishing), and one watch channel
-//! per concert that wakes the event streams when the room changed.
+//! The cache itself: every room by concert, the claims seen and not yet written, the places users were
+//! given, and the watch channels of the event streams, each behind its own lock. It answers the status of a
+//! place from memory, and applies what a refresh read from Postgres.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use concert_core::admission::{
-    admitted_status, waiting_status, Admission, PlaceFacts, PlaceStatus, Policy, Turnover,
-    CLAIM_GRACE_MS,
-};
+use concert_core::admission::{Admission, PlaceStatus, Policy};
 use concert_core::commands::{CommandKind, JoinResult, Outcome, PlaceRef, Reply};
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -23,117 +15,8 @@ use uuid::Uuid;
 
 use crate::db;
 use crate::db::rooms::{Cursor, PlaceChange};
-
-/// One room as last read.
-#[derive(Debug, Clone)]
-pub struct Room {
-    pub policy: Policy,
-    pub last_seq: i64,
-    pub admitted_upto: i64,
-    pub next_admit_at: Option<DateTime<Utc>>,
-    pub abandoned_total: i64,
-    /// Admission steps whose window may still be open, by `upto_seq`.
-    admissions: BTreeMap<i64, Admission>,
-    /// Kept for good: a paid place reads COMPLETED even after its window closed.
-    completed: HashSet<i64>,
-    /// Ended for want of a claim; kept for good like `completed`.
-    ended: HashSet<i64>,
-    /// Claimed places of the open steps (forgotten with their step).
-    claimed: HashSet<i64>,
-    /// When the ACTIVE places free their slots, for the wait estimate (capped rooms only).
-    turnover: Option<Turnover>,
-}
-
-impl Room {
-    fn new(policy: Policy) -> Self {
-        Self {
-            policy,
-            last_seq: 0,
-            admitted_upto: 0,
-            next_admit_at: None,
-            abandoned_total: 0,
-            admissions: BTreeMap::new(),
-            completed: HashSet::new(),
-            ended: HashSet::new(),
-            claimed: HashSet::new(),
-            turnover: None,
-        }
-    }
-
-    fn step(&self, seq: i64) -> Option<&Admission> {
-        self.admissions
-            .range(seq..)
-            .next()
-            .map(|(_, a)| a)
-            .filter(|a| a.from_seq <= seq)
-    }
-
-    fn facts(&self, seq: i64) -> PlaceFacts {
-        PlaceFacts {
-            completed: self.completed.contains(&seq),
-            ended: self.ended.contains(&seq),
-            claimed: self.claimed.contains(&seq),
-        }
-    }
-
-    pub fn status(&self, seq: i64, now: DateTime<Utc>) -> PlaceStatus {
-        if seq > self.admitted_upto {
-            return waiting_status(
-                seq - self.admitted_upto,
-                &self.policy,
-                self.next_admit_at,
-                self.turnover.as_ref(),
-                now,
-            );
-        }
-        admitted_status(self.step(seq), self.facts(seq), now)
-    }
-
-    pub fn waiting(&self) -> i64 {
-        self.last_seq - self.admitted_upto
-    }
-
-    /// ACTIVE places by this cache's reckoning (the ticker counts again in Postgres before admitting anyone).
-    pub fn active(&self, now: DateTime<Utc>) -> i64 {
-        self.admissions
-            .values()
-            .filter(|a| a.active_until > now)
-            .map(|a| {
-                (a.from_seq..=a.upto_seq)
-                    .filter(|&s| matches!(self.status(s, now), PlaceStatus::Active { .. }))
-                    .count() as i64
-            })
-            .sum()
-    }
-
-    /// When each ACTIVE place is expected to end: a claimed one at its window's end, an unclaimed one at
-    /// its claim deadline (it ends then unless it is claimed).
-    fn expected_ends(&self, now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
-        let grace = chrono::Duration::milliseconds(CLAIM_GRACE_MS);
-        let mut ends = Vec::new();
-        for a in self.admissions.values().filter(|a| a.active_until > now) {
-            for seq in a.from_seq..=a.upto_seq {
-                let facts = self.facts(seq);
-                if facts.completed || facts.ended {
-                    continue;
-                }
-                if facts.claimed {
-                    ends.push(a.active_until);
-                } else if now < a.claim_until + grace {
-                    ends.push((a.claim_until + grace).min(a.active_until));
-                }
-            }
-        }
-        ends
-    }
-
-    fn recompute_turnover(&mut self, now: DateTime<Utc>) {
-        self.turnover = self
-            .policy
-            .max_active_users
-            .map(|max| Turnover::new(i64::from(max), self.expected_ends(now)));
-    }
-}
+use crate::rooms::claim::Claim;
+use crate::rooms::room::Room;
 
 /// A place a user was given by a join, as learned from the reply topic or the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,14 +25,6 @@ pub struct KnownPlace {
     pub joined_at: DateTime<Utc>,
     /// The join request that gave it (a repeated join answers with it).
     pub request_id: Uuid,
-}
-
-/// A claim seen by this instance, to be written with the next batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Claim {
-    pub concert_id: Uuid,
-    pub seq: i64,
-    pub at: DateTime<Utc>,
 }
 
 #[derive(Default)]
@@ -454,115 +329,10 @@ fn apply_change(room: &mut Room, change: &PlaceChange) -> bool {
     visible
 }
 
-/// Refreshes the cache every `every` until shutdown; failures are logged and retried on the next beat
-/// (and `/readyz` turns unready once the cache is stale).
-pub async fn run_refresher(
-    cache: std::sync::Arc<RoomCache>,
-    pool: PgPool,
-    every: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                if let Err(err) = cache.refresh(&pool).await {
-                    tracing::warn!(error = ?err, "waiting room cache refresh failed");
-                }
-                let (waiting, active) = cache.totals(Utc::now());
-                metrics::gauge!("waiting_room_waiting").set(waiting as f64);
-                metrics::gauge!("waiting_room_active").set(active as f64);
-            }
-            _ = shutdown.changed() => return,
-        }
-    }
-}
-
-/// Writes the claims seen since the last beat, in one statement, every `every` until shutdown (and once
-/// more at shutdown). A failed write keeps them for the next beat.
-pub async fn run_claim_writer(
-    cache: std::sync::Arc<RoomCache>,
-    pool: PgPool,
-    every: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let stopping = tokio::select! {
-            _ = tick.tick() => false,
-            _ = shutdown.changed() => true,
-        };
-        let claims = cache.take_claims();
-        if !claims.is_empty() {
-            match db::rooms::write_claims(&pool, &claims).await {
-                Ok(written) => {
-                    metrics::counter!("queue_claims_written_total").increment(written);
-                }
-                Err(err) => {
-                    tracing::warn!(error = ?err, claims = claims.len(), "writing claims failed; retrying");
-                    cache.return_claims(claims);
-                }
-            }
-        }
-        if stopping {
-            return;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn t(secs: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
-    }
-
-    fn room() -> Room {
-        let mut room = Room::new(Policy {
-            max_active_users: Some(2),
-            claim_seconds: 10,
-            ..concert_core::admission::DEFAULT_POLICY
-        });
-        room.last_seq = 5;
-        room.admitted_upto = 2;
-        room.admissions.insert(
-            2,
-            Admission {
-                from_seq: 1,
-                upto_seq: 2,
-                admitted_at: t(0),
-                active_until: t(600),
-                claim_until: t(10),
-            },
-        );
-        room
-    }
-
-    #[test]
-    fn an_unclaimed_place_frees_its_slot_in_the_estimate() {
-        let mut room = room();
-        room.claimed.insert(1);
-        room.recompute_turnover(t(1));
-        assert_eq!(
-            room.status(3, t(1)),
-            PlaceStatus::Waiting {
-                position: 1,
-                eta_seconds: Some(10)
-            },
-            "seq 2 is expected to end at its claim deadline (plus the grace)"
-        );
-        assert_eq!(
-            room.status(4, t(1)),
-            PlaceStatus::Waiting {
-                position: 2,
-                eta_seconds: Some(599)
-            },
-            "the claimed place keeps its slot for its whole window"
-        );
-    }
+    use crate::rooms::room::tests::{room, t};
 
     #[test]
     fn claims_are_queued_once_and_only_in_time() {

@@ -1,0 +1,177 @@
+//! One waiting room as the cache last read it, and the admission arithmetic over it: what a place's status is
+//! (waiting with its position and wait estimate, active, completed or expired) and how many places are
+//! waiting or active. Plain data with no locks: the cache holds one per concert.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use concert_core::admission::{
+    admitted_status, waiting_status, Admission, PlaceFacts, PlaceStatus, Policy, Turnover,
+    CLAIM_GRACE_MS,
+};
+
+/// One room as last read.
+#[derive(Debug, Clone)]
+pub struct Room {
+    pub policy: Policy,
+    pub last_seq: i64,
+    pub admitted_upto: i64,
+    pub next_admit_at: Option<DateTime<Utc>>,
+    pub abandoned_total: i64,
+    /// Admission steps whose window may still be open, by `upto_seq`.
+    pub(super) admissions: BTreeMap<i64, Admission>,
+    /// Kept for good: a paid place reads COMPLETED even after its window closed.
+    pub(super) completed: HashSet<i64>,
+    /// Ended for want of a claim; kept for good like `completed`.
+    pub(super) ended: HashSet<i64>,
+    /// Claimed places of the open steps (forgotten with their step).
+    pub(super) claimed: HashSet<i64>,
+    /// When the ACTIVE places free their slots, for the wait estimate (capped rooms only).
+    turnover: Option<Turnover>,
+}
+
+impl Room {
+    pub(super) fn new(policy: Policy) -> Self {
+        Self {
+            policy,
+            last_seq: 0,
+            admitted_upto: 0,
+            next_admit_at: None,
+            abandoned_total: 0,
+            admissions: BTreeMap::new(),
+            completed: HashSet::new(),
+            ended: HashSet::new(),
+            claimed: HashSet::new(),
+            turnover: None,
+        }
+    }
+
+    pub(super) fn step(&self, seq: i64) -> Option<&Admission> {
+        self.admissions
+            .range(seq..)
+            .next()
+            .map(|(_, a)| a)
+            .filter(|a| a.from_seq <= seq)
+    }
+
+    fn facts(&self, seq: i64) -> PlaceFacts {
+        PlaceFacts {
+            completed: self.completed.contains(&seq),
+            ended: self.ended.contains(&seq),
+            claimed: self.claimed.contains(&seq),
+        }
+    }
+
+    pub fn status(&self, seq: i64, now: DateTime<Utc>) -> PlaceStatus {
+        if seq > self.admitted_upto {
+            return waiting_status(
+                seq - self.admitted_upto,
+                &self.policy,
+                self.next_admit_at,
+                self.turnover.as_ref(),
+                now,
+            );
+        }
+        admitted_status(self.step(seq), self.facts(seq), now)
+    }
+
+    pub fn waiting(&self) -> i64 {
+        self.last_seq - self.admitted_upto
+    }
+
+    /// ACTIVE places by this cache's reckoning (the ticker counts again in Postgres before admitting anyone).
+    pub fn active(&self, now: DateTime<Utc>) -> i64 {
+        self.admissions
+            .values()
+            .filter(|a| a.active_until > now)
+            .map(|a| {
+                (a.from_seq..=a.upto_seq)
+                    .filter(|&s| matches!(self.status(s, now), PlaceStatus::Active { .. }))
+                    .count() as i64
+            })
+            .sum()
+    }
+
+    /// When each ACTIVE place is expected to end: a claimed one at its window's end, an unclaimed one at
+    /// its claim deadline (it ends then unless it is claimed).
+    fn expected_ends(&self, now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+        let grace = chrono::Duration::milliseconds(CLAIM_GRACE_MS);
+        let mut ends = Vec::new();
+        for a in self.admissions.values().filter(|a| a.active_until > now) {
+            for seq in a.from_seq..=a.upto_seq {
+                let facts = self.facts(seq);
+                if facts.completed || facts.ended {
+                    continue;
+                }
+                if facts.claimed {
+                    ends.push(a.active_until);
+                } else if now < a.claim_until + grace {
+                    ends.push((a.claim_until + grace).min(a.active_until));
+                }
+            }
+        }
+        ends
+    }
+
+    pub(super) fn recompute_turnover(&mut self, now: DateTime<Utc>) {
+        self.turnover = self
+            .policy
+            .max_active_users
+            .map(|max| Turnover::new(i64::from(max), self.expected_ends(now)));
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    // `t` and `room` are fixtures the cache's tests share.
+
+    pub(crate) fn t(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    pub(crate) fn room() -> Room {
+        let mut room = Room::new(Policy {
+            max_active_users: Some(2),
+            claim_seconds: 10,
+            ..concert_core::admission::DEFAULT_POLICY
+        });
+        room.last_seq = 5;
+        room.admitted_upto = 2;
+        room.admissions.insert(
+            2,
+            Admission {
+                from_seq: 1,
+                upto_seq: 2,
+                admitted_at: t(0),
+                active_until: t(600),
+                claim_until: t(10),
+            },
+        );
+        room
+    }
+
+    #[test]
+    fn an_unclaimed_place_frees_its_slot_in_the_estimate() {
+        let mut room = room();
+        room.claimed.insert(1);
+        room.recompute_turnover(t(1));
+        assert_eq!(
+            room.status(3, t(1)),
+            PlaceStatus::Waiting {
+                position: 1,
+                eta_seconds: Some(10)
+            },
+            "seq 2 is expected to end at its claim deadline (plus the grace)"
+        );
+        assert_eq!(
+            room.status(4, t(1)),
+            PlaceStatus::Waiting {
+                position: 2,
+                eta_seconds: Some(599)
+            },
+            "the claimed place keeps its slot for its whole window"
+        );
+    }
+}
