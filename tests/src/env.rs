@@ -20,6 +20,9 @@ pub const TEST_PARTITIONS: concert_core::topics::Partitions = concert_core::topi
     replies: 1,
 };
 
+/// The admin token every stack is configured with (in process and spawned).
+pub const ADMIN_TOKEN: &str = "test-admin-token-of-24-bytes-or-more";
+
 /// Connections each in-process or spawned service instance may open; small enough that four stacks of four
 /// instances stay within Postgres' default of 100 connections.
 pub const DB_CONNECTIONS_PER_INSTANCE: u32 = 5;
@@ -151,7 +154,7 @@ impl TestEnv {
 
     /// A database on the server of `admin_database_url` and topics on `kafka_brokers`.
     pub async fn on(admin_database_url: &str, kafka_brokers: &str) -> Self {
-        crate::init_tracing();
+        crate::logs::init_tracing();
         let id = Uuid::new_v4().simple().to_string();
         let db_name = format!("concert_test_{id}");
         let mut admin = PgConnection::connect(admin_database_url)

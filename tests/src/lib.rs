@@ -17,33 +17,14 @@ pub mod browser;
 pub mod client;
 pub mod env;
 pub mod kafka;
+pub mod logs;
 pub mod pg_server;
 pub mod procs;
 pub mod stack;
 pub mod wait;
 
 pub use client::{Api, Concert, Joined, Outcome, Resp, User};
-pub use env::TestEnv;
+pub use env::{TestEnv, ADMIN_TOKEN};
+pub use logs::init_tracing;
 pub use stack::TestStack;
 pub use wait::{wait_until, Deadline};
-
-/// The admin token every stack is configured with.
-pub const ADMIN_TOKEN: &str = "test-admin-token-of-24-bytes-or-more";
-
-/// Sends the harness' and the services' logs to the test output when `TEST_LOG` is set; otherwise tests
-/// stay quiet. Safe to call from every test.
-pub fn init_tracing() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        if std::env::var_os("TEST_LOG").is_some() {
-            let filter =
-                tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                    tracing_subscriber::EnvFilter::new("info,sqlx=warn,rdkafka=warn")
-                });
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_test_writer()
-                .try_init();
-        }
-    });
-}

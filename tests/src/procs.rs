@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 
-use crate::env::{TestEnv, DB_CONNECTIONS_PER_INSTANCE};
+use crate::env::{TestEnv, ADMIN_TOKEN, DB_CONNECTIONS_PER_INSTANCE};
 
 /// What a process is and how it was configured, so that it can be started again the same way.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,7 +170,7 @@ fn base_command(env: &TestEnv, binary_name: &str, log_name: &str) -> Command {
             "DATABASE_MAX_CONNECTIONS",
             DB_CONNECTIONS_PER_INSTANCE.to_string(),
         )
-        .env("ADMIN_TOKEN", crate::ADMIN_TOKEN)
+        .env("ADMIN_TOKEN", ADMIN_TOKEN)
         // Every test signs its users up from 127.0.0.1; the sign-up limit's own tests turn it on.
         .env("SIGNUPS_PER_IP_PER_MINUTE", "0")
         .env("WORKER_GROUP_ID", &env.group_id)

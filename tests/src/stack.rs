@@ -9,7 +9,7 @@ use tokio::sync::{watch, Semaphore, SemaphorePermit};
 use tokio::task::JoinHandle;
 
 use crate::client::Api;
-use crate::env::TestEnv;
+use crate::env::{TestEnv, ADMIN_TOKEN};
 use crate::procs::{self, Proc, ProcSpec};
 use crate::wait::{wait_until, Deadline};
 
@@ -142,10 +142,9 @@ impl StackBuilder {
                 change(&mut config);
             }
             let app = Application::build(config).await.expect("building the api");
-            stack.apis.push(Api::new(
-                format!("http://{}", app.addr()),
-                crate::ADMIN_TOKEN,
-            ));
+            stack
+                .apis
+                .push(Api::new(format!("http://{}", app.addr()), ADMIN_TOKEN));
             let rx = shutdown_rx.clone();
             stack.tasks.push(tokio::spawn(async move {
                 if let Err(err) = app.run_until_stopped(rx).await {
@@ -187,10 +186,7 @@ impl StackBuilder {
                     .with_env("RATE_LIMIT_BURST", &rate.saturating_mul(2).to_string());
             }
             stack.processes.push(spec.spawn(&stack.env));
-            spawned_apis.push(Api::new(
-                format!("http://127.0.0.1:{port}"),
-                crate::ADMIN_TOKEN,
-            ));
+            spawned_apis.push(Api::new(format!("http://127.0.0.1:{port}"), ADMIN_TOKEN));
         }
         for api in &spawned_apis {
             stack.wait_for_health(api).await;
@@ -311,7 +307,7 @@ impl TestStack {
         // Dropping the old handle reaps what is left of it.
         *slot = fresh;
         if let procs::ProcKind::Api { port } = spec.kind {
-            let api = Api::new(format!("http://127.0.0.1:{port}"), crate::ADMIN_TOKEN);
+            let api = Api::new(format!("http://127.0.0.1:{port}"), ADMIN_TOKEN);
             self.wait_for_health(&api).await;
         }
     }
