@@ -11,6 +11,7 @@ mod design_docs;
 mod edges;
 mod holds;
 mod limits;
+mod module_graph;
 mod my_holds;
 mod operations;
 mod outbox;
