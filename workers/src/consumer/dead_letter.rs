@@ -3,11 +3,13 @@
 //! its request ends FAILED with `INTERNAL`, stored and replied like any outcome, so pollers stop waiting.
 
 use anyhow::Context;
-use concert_core::commands::{CommandKind, Outcome, Reply, StoredRequest};
+use concert_core::commands::{CommandKind, Outcome, Reply};
 use concert_core::{ErrorCode, Problem};
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
+
+use crate::store::requests::{self, NewRequest};
 
 /// Who sent an unreadable command, as far as its payload tells: enough to store an outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,45 +58,32 @@ pub(crate) async fn record_failed(
     )
     .with_request_id(sender.request_id);
     tracing::debug!(reason, request_id = %sender.request_id, "recording a dead-lettered command as failed");
-    let error = serde_json::to_value(&problem).context("encoding a problem")?;
-    let mut tx = pool.begin().await.context("starting a transaction")?;
-    let inserted: Option<Uuid> = sqlx::query_scalar!(
-        "INSERT INTO requests (request_id, user_id, kind, fingerprint, status, error, source_partition, source_offset, completed_at)
-         VALUES ($1, $2, $3, $4, 'FAILED', $5, $6, $7, now())
-         ON CONFLICT (request_id) DO NOTHING
-         RETURNING request_id",
-        sender.request_id,
-        sender.user_id,
-        sender.kind.as_str(),
-        &sender.fingerprint,
-        &error,
+    let outcome = Outcome::Failed { error: problem };
+    let request = NewRequest {
+        request_id: sender.request_id,
+        user_id: sender.user_id,
+        kind: sender.kind,
+        fingerprint: &sender.fingerprint,
         partition,
         offset,
-    )
-    .fetch_optional(&mut *tx)
-    .await
-    .context("recording a dead-lettered command")?;
-    let reply = match inserted {
-        Some(_) => Reply {
+    };
+    let mut tx = pool.begin().await.context("starting a transaction")?;
+    let reply = if requests::insert_completed(&mut tx, &request, &outcome).await? {
+        Reply {
             request_id: sender.request_id,
             user_id: sender.user_id,
             kind: sender.kind,
             fingerprint: sender.fingerprint.clone(),
-            outcome: Outcome::Failed { error: problem },
+            outcome,
             completed_place: None,
-        },
-        None => {
-            let stored: StoredRequest = sqlx::query_as!(
-                StoredRequest,
-                "SELECT request_id, user_id, kind, fingerprint, status, result, error
-                 FROM requests WHERE request_id = $1",
-                sender.request_id,
-            )
-            .fetch_one(&mut *tx)
-            .await
-            .context("loading the stored outcome")?;
-            stored.into_reply()?
         }
+    } else {
+        requests::load(&mut tx, &[sender.request_id])
+            .await?
+            .into_iter()
+            .next()
+            .context("the request recorded before is gone")?
+            .into_reply()?
     };
     tx.commit().await.context("committing the failed outcome")?;
     Ok(reply)
