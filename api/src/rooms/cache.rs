@@ -225,12 +225,14 @@ impl RoomCache {
 
     // ---- claims ----
 
-    /// Takes the claims not yet written.
-    pub fn take_claims(&self) -> Vec<Claim> {
-        std::mem::take(&mut *self.pending_claims.lock().expect("claims lock"))
+    /// Takes up to `max` of the claims not yet written, oldest first.
+    pub fn take_claims(&self, max: usize) -> Vec<Claim> {
+        let mut pending = self.pending_claims.lock().expect("claims lock");
+        let n = pending.len().min(max);
+        pending.drain(..n).collect()
     }
 
-    /// Puts back claims whose write failed, to be tried with the next batch.
+    /// Puts back claims whose write failed, ahead of the others, to be tried with the next batch.
     pub fn return_claims(&self, mut claims: Vec<Claim>) {
         let mut pending = self.pending_claims.lock().expect("claims lock");
         claims.append(&mut pending);
@@ -344,7 +346,7 @@ mod tests {
         cache.status_claiming(id, 2, t(10));
         cache.status_claiming(id, 4, t(3));
         assert_eq!(
-            cache.take_claims(),
+            cache.take_claims(usize::MAX),
             vec![Claim {
                 concert_id: id,
                 seq: 1,

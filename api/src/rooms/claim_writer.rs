@@ -8,10 +8,13 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 
 use crate::db;
+use crate::db::rooms::MAX_CLAIMS_PER_STATEMENT;
 use crate::rooms::cache::RoomCache;
 
-/// Writes the claims seen since the last beat, in one statement, every `every` until shutdown (and once
-/// more at shutdown). A failed write keeps them for the next beat.
+/// Writes the claims seen since the last beat, every `every` until shutdown (and once more at shutdown), in
+/// statements of at most [`MAX_CLAIMS_PER_STATEMENT`]. A failed write keeps its claims for the next beat
+/// and ends the beat: whatever piles up meanwhile is written a bounded statement at a time, never as one
+/// statement that grows with every failure.
 pub async fn run_claim_writer(
     cache: std::sync::Arc<RoomCache>,
     pool: PgPool,
@@ -25,8 +28,11 @@ pub async fn run_claim_writer(
             _ = tick.tick() => false,
             _ = shutdown.changed() => true,
         };
-        let claims = cache.take_claims();
-        if !claims.is_empty() {
+        loop {
+            let claims = cache.take_claims(MAX_CLAIMS_PER_STATEMENT);
+            if claims.is_empty() {
+                break;
+            }
             match db::rooms::write_claims(&pool, &claims).await {
                 Ok(written) => {
                     metrics::counter!("queue_claims_written_total").increment(written);
@@ -34,6 +40,7 @@ pub async fn run_claim_writer(
                 Err(err) => {
                     tracing::warn!(error = ?err, claims = claims.len(), "writing claims failed; retrying");
                     cache.return_claims(claims);
+                    break;
                 }
             }
         }

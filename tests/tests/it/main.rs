@@ -16,6 +16,7 @@ mod my_holds;
 mod operations;
 mod outbox;
 mod payments;
+mod plans;
 mod queue_events;
 mod races;
 mod refusals;
