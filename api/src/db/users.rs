@@ -26,16 +26,50 @@ pub enum ChargeOutcome {
     Charged(i64),
     UnknownUser,
     OverLimit,
+    /// The Idempotency-Key was used before for a charge of another amount.
+    KeyReused,
 }
 
 /// Adds `amount` to the balance unless it would pass `max_balance`, and records it in the ledger.
+///
+/// With an Idempotency-Key the charge happens once per (user, key), however many copies race: the key's
+/// row is inserted first, so a copy waits on it until the first transaction ends and then answers what
+/// the first one did (the balance right after it), or charges itself if the first rolled back.
 pub async fn charge(
     pool: &PgPool,
     user_id: Uuid,
     amount: i64,
     max_balance: i64,
+    idempotency_key: Option<&str>,
 ) -> Result<ChargeOutcome, sqlx::Error> {
     let mut tx = pool.begin().await?;
+    if let Some(key) = idempotency_key {
+        let first = sqlx::query_scalar!(
+            "INSERT INTO charge_keys (user_id, idem_key, amount) VALUES ($1, $2, $3)
+             ON CONFLICT (user_id, idem_key) DO NOTHING RETURNING amount",
+            user_id,
+            key,
+            amount,
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        if first.is_none() {
+            // A separate statement, so a fresh snapshot (READ COMMITTED) that holds the first charge's row.
+            let earlier = sqlx::query!(
+                r#"SELECT amount, balance_after AS "balance_after!" FROM charge_keys
+                   WHERE user_id = $1 AND idem_key = $2"#,
+                user_id,
+                key,
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            return Ok(if earlier.amount == amount {
+                ChargeOutcome::Charged(earlier.balance_after)
+            } else {
+                ChargeOutcome::KeyReused
+            });
+        }
+    }
     let balance: Option<i64> = sqlx::query_scalar!(
         "UPDATE users SET balance = balance + $2 WHERE user_id = $1 AND balance <= $3::bigint - $2 RETURNING balance",
         user_id,
@@ -51,6 +85,7 @@ pub async fn charge(
         )
         .fetch_one(&mut *tx)
         .await?;
+        // Dropping the transaction rolls back the key's row too: a retry is charged afresh.
         return Ok(if exists {
             ChargeOutcome::OverLimit
         } else {
@@ -65,6 +100,16 @@ pub async fn charge(
     )
     .execute(&mut *tx)
     .await?;
+    if let Some(key) = idempotency_key {
+        sqlx::query!(
+            "UPDATE charge_keys SET balance_after = $3 WHERE user_id = $1 AND idem_key = $2",
+            user_id,
+            key,
+            balance,
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
     Ok(ChargeOutcome::Charged(balance))
 }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::config::MAX_BALANCE;
 use crate::db::users::{self as store, ChargeOutcome};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, AuthUser, ClientAddr};
+use crate::extract::{ApiJson, AuthUser, ClientAddr, IdempotencyKey};
 use crate::paging::{Page, PageQuery};
 use crate::state::AppState;
 use crate::validate::text_field;
@@ -90,12 +90,16 @@ pub struct Charge {
     pub amount: serde_json::Value,
 }
 
-/// Adds to the caller's prepaid balance.
+/// Adds to the caller's prepaid balance. With `Idempotency-Key`, a repeat of the same key with the same
+/// amount credits nothing more and answers the balance right after the first charge; with another amount
+/// it is refused (422 `IDEMPOTENCY_KEY_REUSED`).
 #[utoipa::path(post, path = "/v1/me/balance/charges", request_body = Charge, tag = "balance", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = Balance), (status = 422, body = concert_core::Problem)))]
 pub async fn charge(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
+    IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<Charge>,
 ) -> ApiResult<Json<Balance>> {
     let max = state.config.max_charge;
@@ -105,8 +109,12 @@ pub async fn charge(
         .ok_or_else(|| format!("amount must be a whole number of won between 1 and {max}"))
         .and_then(|a| check_charge_amount(a, max))
         .map_err(|detail| ApiError::new(ErrorCode::InvalidAmount, detail))?;
-    match store::charge(&state.pool, user, amount, MAX_BALANCE).await? {
+    match store::charge(&state.pool, user, amount, MAX_BALANCE, key.as_deref()).await? {
         ChargeOutcome::Charged(balance) => Ok(Json(Balance { balance })),
+        ChargeOutcome::KeyReused => Err(ApiError::new(
+            ErrorCode::IdempotencyKeyReused,
+            "this Idempotency-Key was used for a charge of another amount",
+        )),
         ChargeOutcome::UnknownUser => Err(unknown_user()),
         ChargeOutcome::OverLimit => Err(ApiError::new(
             ErrorCode::InvalidAmount,

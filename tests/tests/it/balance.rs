@@ -177,3 +177,59 @@ async fn history_is_newest_first_and_pages() {
         resp.expect_problem(400, "VALIDATION_FAILED");
     }
 }
+
+/// A top-up retried with its Idempotency-Key (after a timeout, say) is credited once: every copy, sent one
+/// after another or all at once through two api instances, answers the balance right after the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_top_up_repeated_with_its_idempotency_key_is_credited_once() {
+    let stack = TestStack::start_with(2, 1).await;
+    let apis = stack.apis();
+    let user = apis[0].sign_up("ada").await;
+    apis[0].charge(&user, 100).await;
+
+    let keyed = |api: &concert_tests::Api, key: &str, amount: i64| {
+        api.post("/v1/me/balance/charges")
+            .auth(&user)
+            .idempotency_key(key)
+            .json(&json!({ "amount": amount }))
+    };
+    let first = keyed(&apis[0], "top-up-1", 1000).send().await;
+    assert_eq!(first.expect(200), &json!({ "balance": 1100 }));
+    let again = keyed(&apis[1], "top-up-1", 1000).send().await;
+    assert_eq!(again.expect(200), &json!({ "balance": 1100 }), "the first outcome");
+    assert_eq!(apis[0].balance(&user).await, 1100, "credited once");
+
+    // Another amount under the same key is a mistake of the client's, not a new top-up.
+    let reused = keyed(&apis[1], "top-up-1", 5000).send().await;
+    reused.expect_problem(422, "IDEMPOTENCY_KEY_REUSED");
+    assert_eq!(apis[0].balance(&user).await, 1100);
+
+    // 40 copies of a new key at once, half through each instance: one credit, one answer.
+    let copies = (0..40).map(|i| {
+        let request = keyed(&apis[i % 2], "top-up-2", 700);
+        async move { request.send().await }
+    });
+    let answers = futures::future::join_all(copies).await;
+    for answer in &answers {
+        assert_eq!(answer.expect(200), &json!({ "balance": 1800 }));
+    }
+    assert_eq!(apis[0].balance(&user).await, 1800, "40 racing copies credited once");
+    let charges = apis[0]
+        .history(&user, 100)
+        .await
+        .into_iter()
+        .filter(|e| e["kind"] == "CHARGE")
+        .count();
+    assert_eq!(charges, 3, "one ledger row per credited top-up");
+
+    // The key is the user's own: another user's same key is another top-up.
+    let other = apis[0].sign_up("bob").await;
+    let theirs = apis[0]
+        .post("/v1/me/balance/charges")
+        .auth(&other)
+        .idempotency_key("top-up-1")
+        .json(&json!({ "amount": 1000 }))
+        .send()
+        .await;
+    assert_eq!(theirs.expect(200), &json!({ "balance": 1000 }));
+}
