@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 
 use crate::client::{Api, Caller, Outcome};
 use crate::figures::{closed_loop_figures, PhaseFigures};
+use crate::rounds;
 use crate::setup::Concert;
 use crate::stats::{OpStats, Recorder};
 use crate::verify::{expected_codes, Kind, Ledger};
@@ -148,13 +149,7 @@ impl HoldBench {
             .acquire_many(max_inflight as u32)
             .await
             .expect("semaphore open");
-        PhaseFigures {
-            name: op,
-            seconds: start.elapsed().as_secs_f64(),
-            offered: sent + shed,
-            sent,
-            shed,
-        }
+        PhaseFigures::timed(op, start, sent, shed)
     }
 
     /// As many holds as `workers` closed-loop workers manage in `duration`, each waiting for its outcome,
@@ -193,7 +188,7 @@ impl HoldBench {
         duration: Duration,
         bar: &indicatif::ProgressBar,
     ) -> PhaseFigures {
-        let op = "poll/status".to_owned();
+        let op = rounds::ops::POLL_STATUS.to_owned();
         let start = Instant::now();
         let until = start + duration;
         let mut set = tokio::task::JoinSet::new();

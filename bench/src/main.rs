@@ -8,14 +8,20 @@
 //! table per operation and round and the median (min..max) of each figure over the rounds, writes
 //! `report.json` and `latency.svg`, and ends with the `bench:` line; exits 2 if anything was oversold, lost,
 //! stalled or misplaced.
+//!
+//! Throughout, it samples the CPU time of the processes `./dev bench` names in `BENCH_PROCS` (api, workers,
+//! broker), of the PostgreSQL backends of `BENCH_DB` and of itself ([`cpu`]): every phase reports microseconds
+//! of CPU per command sent, by process, and a 5-second idle window after setup each one's cost with no load.
 
 mod cli;
 mod client;
 mod closed;
+mod cpu;
 mod crowd;
 mod figures;
 mod hold_bench;
 mod phases;
+mod procfs;
 mod progress;
 mod race;
 mod report;
@@ -32,7 +38,7 @@ mod workers;
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use clap::Parser;
@@ -87,8 +93,14 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The idle window after setup, in which the stack's cost with no load is measured.
+const IDLE_WINDOW: Duration = Duration::from_secs(5);
+
 async fn run(args: &Args) -> anyhow::Result<Headline> {
     let p = args.params();
+    let procs = cpu::Procs::from_env();
+    println!("cpu time of: {}", procs.describe());
+    cpu::start(procs);
     let base = Api::new(&args.url, &args.admin_token)?;
     match base.ready().await {
         Outcome::Done(_) => {}
@@ -131,6 +143,14 @@ async fn run(args: &Args) -> anyhow::Result<Headline> {
         ledger: ledger.clone(),
     };
 
+    // The stack's cost with no load, before round 1.
+    let b = bar("idle", 0, false);
+    let idle_started = Instant::now();
+    tokio::time::sleep(IDLE_WINDOW).await;
+    let idle = cpu::pct(idle_started, Instant::now());
+    done(&b, String::new());
+    report::print_idle(IDLE_WINDOW.as_secs_f64(), &idle);
+
     let mut rounds = Vec::new();
     for n in 1..=p.rounds {
         eprintln!("round {n} of {}", p.rounds);
@@ -162,12 +182,14 @@ async fn run(args: &Args) -> anyhow::Result<Headline> {
             .map(PlaceCheck::misplaced)
             .sum(),
         rounds: rounds.len(),
+        idle_stack_pct: idle.get(cpu::TOTAL).copied(),
     };
     let report = Report {
         timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         base_url: args.url.clone(),
         params: p.clone(),
         setup: setup_rec.summaries(),
+        idle_cpu_pct: idle,
         rounds,
         verification,
         anomalies: ledger.anomalies(),

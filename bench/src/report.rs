@@ -7,7 +7,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::cli::Params;
-use crate::figures::PhaseFigures;
+use crate::figures::{phase_table, PhaseFigures};
 use crate::rounds::RoundFigures;
 use crate::scale::PlaceCheck;
 use crate::spread::Spread;
@@ -28,6 +28,8 @@ pub struct Headline {
     /// states), over all rounds.
     pub misplaced: u64,
     pub rounds: usize,
+    /// CPU of everything measured but the bench, as % of one core, over the idle window after setup.
+    pub idle_stack_pct: Option<f64>,
 }
 
 /// The keys that were on the line before rounds existed, in their places: before `oversold` and `lost`.
@@ -55,6 +57,10 @@ impl Headline {
                 .filter(|(k, _)| !FIRST_KEYS.contains(k))
                 .map(|(k, _)| format!("{k}={}", value(k))),
         );
+        let idle = self
+            .idle_stack_pct
+            .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
+        parts.push(format!("idle_stack_pct={idle}"));
         parts.push(format!("misplaced={}", self.misplaced));
         parts.push(format!("rounds={}", self.rounds));
         parts.join(" ")
@@ -96,6 +102,9 @@ pub struct Report {
     pub params: Params,
     /// Sign-ups and charges, before the rounds (not part of any figure).
     pub setup: Vec<OpSummary>,
+    /// CPU of each process as % of one core over the idle window after setup (no load), by key as in
+    /// [`PhaseFigures::cpu_us_per_op`].
+    pub idle_cpu_pct: BTreeMap<String, f64>,
     /// Every round's phases, operations and figures.
     pub rounds: Vec<RoundReport>,
     pub verification: Verification,
@@ -179,17 +188,7 @@ pub fn print_round(r: &RoundReport) {
     println!();
     println!("round {}", r.round);
     print!("{}", table(&r.ops));
-    for ph in &r.phases {
-        let shed = if ph.shed > 0 {
-            format!(" shed={}", ph.shed)
-        } else {
-            String::new()
-        };
-        println!(
-            "phase {:<16} {:>7.2}s sent={}{shed}",
-            ph.name, ph.seconds, ph.sent
-        );
-    }
+    print!("{}", phase_table(&r.phases));
     if let Some(c) = &r.places {
         println!(
             "crowd at scale: {} users, {} waiting (room: {}), {} active, {} expired, {} without a place; gaps={} duplicates={} out_of_range={} unexpected={} (read {} time(s))",
@@ -225,6 +224,19 @@ pub fn print_round(r: &RoundReport) {
         r.round,
         figures.join(" "),
         r.figures.stalled
+    );
+}
+
+/// The idle window's CPU per process, as % of one core.
+pub fn print_idle(seconds: f64, pct: &BTreeMap<String, f64>) {
+    let parts: Vec<String> = pct.iter().map(|(k, v)| format!("{k}={v:.1}")).collect();
+    println!(
+        "idle {seconds:.0} s, no load, cpu % of one core: {}",
+        if parts.is_empty() {
+            "not measured".to_owned()
+        } else {
+            parts.join(" ")
+        }
     );
 }
 
@@ -294,11 +306,12 @@ mod tests {
             lost: 0,
             misplaced: 0,
             rounds: 3,
+            idle_stack_pct: Some(3.26),
         };
         assert_eq!(
             h.line(),
             "bench: joins_per_s=812 holds_per_s=5230 pays_per_s=96 p99_hold_ms=41 oversold=0 lost=0 stalled=0 \
-             c64_holds_per_s=3100 c64_p50_ms=15 crowd_joins_per_s=- misplaced=0 rounds=3"
+             c64_holds_per_s=3100 c64_p50_ms=15 crowd_joins_per_s=- idle_stack_pct=3.3 misplaced=0 rounds=3"
         );
         assert!(h.failures().is_empty());
     }

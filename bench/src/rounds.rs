@@ -1,7 +1,10 @@
-//! What one round measured, taken from its per-operation summaries, and the same figures over all rounds.
+//! What one round measured, taken from its per-operation summaries and its phases' CPU costs, and the same
+//! figures over all rounds.
 
 use serde::Serialize;
 
+use crate::cpu::{API, BROKER, POSTGRES, SERVICE, TOTAL};
+use crate::figures::PhaseFigures;
 use crate::spread::Spread;
 use crate::stats::OpSummary;
 
@@ -14,6 +17,9 @@ pub mod ops {
     pub const C64_HOLD: &str = "c64/hold";
     pub const C64_JOIN: &str = "c64/join";
     pub const SCALE_JOIN: &str = "scale/join";
+    pub const POLL_STATUS: &str = "poll/status";
+    /// The phase of the crowd at scale (its operation is [`SCALE_JOIN`]).
+    pub const SCALE_PHASE: &str = "scale";
 
     /// The rated hold phase's operation at `rate` holds per second.
     pub fn rated_hold(rate: u64) -> String {
@@ -46,6 +52,17 @@ pub struct RoundFigures {
     pub crowd_joins_per_s: Option<f64>,
     /// Crowd at scale: milliseconds from the first submit until the last join was placed.
     pub crowd_last_placed_ms: Option<f64>,
+    /// CPU microseconds per hold of the unthrottled hold phase (`tp@max/hold`): the api, the api and workers,
+    /// PostgreSQL's backends, the broker, and all of them.
+    pub api_us_per_hold: Option<f64>,
+    pub service_us_per_hold: Option<f64>,
+    pub db_us_per_hold: Option<f64>,
+    pub broker_us_per_hold: Option<f64>,
+    pub total_us_per_hold: Option<f64>,
+    /// CPU microseconds of the api and workers per join of the crowd at scale.
+    pub service_us_per_join: Option<f64>,
+    /// CPU microseconds of the api per status poll.
+    pub api_us_per_poll: Option<f64>,
     /// Commands slower than the stall limit while at most [`STALL_RATE_LIMIT`] per second were offered.
     pub stalled: u64,
 }
@@ -86,11 +103,33 @@ impl RoundFigures {
             }),
             crowd_last_placed_ms: scale.map(|o| o.span_s * 1000.0),
             stalled,
+            ..RoundFigures::default()
+        }
+    }
+
+    /// Adds the CPU costs per operation read from the round's phases (those not measured stay `None`).
+    pub fn with_costs(self, phases: &[PhaseFigures]) -> Self {
+        let cost = |phase: &str, key: &str| {
+            phases
+                .iter()
+                .find(|p| p.name == phase)
+                .and_then(|p| p.cpu_us_per_op.get(key).copied())
+        };
+        let hold = |key: &str| cost(ops::MAX_HOLD, key);
+        RoundFigures {
+            api_us_per_hold: hold(API),
+            service_us_per_hold: hold(SERVICE),
+            db_us_per_hold: hold(POSTGRES),
+            broker_us_per_hold: hold(BROKER),
+            total_us_per_hold: hold(TOTAL),
+            service_us_per_join: cost(ops::SCALE_PHASE, SERVICE),
+            api_us_per_poll: cost(ops::POLL_STATUS, API),
+            ..self
         }
     }
 
     /// The figures with their line keys, in the order of the last line.
-    pub fn keyed(&self) -> [(&'static str, Option<f64>); 10] {
+    pub fn keyed(&self) -> [(&'static str, Option<f64>); 17] {
         [
             ("joins_per_s", self.joins_per_s),
             ("holds_per_s", self.holds_per_s),
@@ -102,6 +141,13 @@ impl RoundFigures {
             ("c64_joins_per_s", self.c64_joins_per_s),
             ("crowd_joins_per_s", self.crowd_joins_per_s),
             ("crowd_last_placed_ms", self.crowd_last_placed_ms),
+            ("api_us_per_hold", self.api_us_per_hold),
+            ("service_us_per_hold", self.service_us_per_hold),
+            ("db_us_per_hold", self.db_us_per_hold),
+            ("broker_us_per_hold", self.broker_us_per_hold),
+            ("total_us_per_hold", self.total_us_per_hold),
+            ("service_us_per_join", self.service_us_per_join),
+            ("api_us_per_poll", self.api_us_per_poll),
         ]
     }
 }
@@ -193,6 +239,44 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_costs_from_their_phases() {
+        let phase = |name: &str, costs: &[(&str, f64)]| PhaseFigures {
+            name: name.into(),
+            seconds: 10.0,
+            offered: 100,
+            sent: 100,
+            shed: 0,
+            cpu_us_per_op: costs.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        };
+        let phases = vec![
+            phase("c64/hold", &[("api", 1.0), ("service", 2.0)]),
+            phase(
+                "tp@max/hold",
+                &[
+                    ("api", 300.0),
+                    ("service", 500.0),
+                    ("postgres", 200.0),
+                    ("total", 760.0),
+                ],
+            ),
+            phase("poll/status", &[("api", 40.0)]),
+            phase("scale", &[("service", 900.0)]),
+        ];
+        let r = RoundFigures::from_ops(&[], 1000).with_costs(&phases);
+        assert_eq!(r.api_us_per_hold, Some(300.0));
+        assert_eq!(r.service_us_per_hold, Some(500.0));
+        assert_eq!(r.db_us_per_hold, Some(200.0));
+        assert_eq!(r.broker_us_per_hold, None);
+        assert_eq!(r.total_us_per_hold, Some(760.0));
+        assert_eq!(r.service_us_per_join, Some(900.0));
+        assert_eq!(r.api_us_per_poll, Some(40.0));
+        assert_eq!(
+            RoundFigures::from_ops(&[], 1000).with_costs(&[]),
+            RoundFigures::default()
+        );
+    }
+
+    #[test]
     fn spreads_take_the_median_and_range_of_each_figure() {
         let rounds: Vec<RoundFigures> = [4000.0, 5200.0, 3600.0]
             .iter()
@@ -203,7 +287,7 @@ mod tests {
             })
             .collect();
         let s = spreads(&rounds);
-        assert_eq!(s.len(), 10);
+        assert_eq!(s.len(), 17);
         let get = |k: &str| s.iter().find(|(key, _)| *key == k).unwrap().1;
         let holds = get("holds_per_s").unwrap();
         assert_eq!(

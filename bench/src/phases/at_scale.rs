@@ -35,9 +35,11 @@ pub async fn run(bench: &Bench, round: &mut Round) -> anyhow::Result<()> {
     let tokens = scale::join_all(&api, &round.rec, &bench.ledger, &bench.crowd, &plan, &b).await;
     let placed = tokens.iter().flatten().count();
     done(&b, format!("{placed} placed"));
-    round
-        .phases
-        .push(PhaseFigures::counted("scale", started, n as u64));
+    round.phases.push(PhaseFigures::counted(
+        rounds::ops::SCALE_PHASE,
+        started,
+        n as u64,
+    ));
 
     let b = bar("gap-free check", 0, false);
     let check = scale::check(&api, &bench.base, &concert.concert_id, &tokens).await;

@@ -45,7 +45,7 @@ impl Bench {
         let ops = round.rec.summaries();
         Ok(RoundReport {
             round: n,
-            figures: RoundFigures::from_ops(&ops, self.p.hold_rate),
+            figures: RoundFigures::from_ops(&ops, self.p.hold_rate).with_costs(&round.phases),
             phases: round.phases,
             ops,
             places: round.places,
