@@ -395,3 +395,38 @@ async fn bad_input_never_gives_a_server_error() {
         "refused policies changed nothing: {room}"
     );
 }
+
+/// Made-up methods, on known and unknown paths, add no series to `/metrics`: they are counted as `OTHER`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_methods_add_no_metric_series() {
+    let stack = TestStack::start().await;
+    let api = stack.api();
+    for i in 0..50 {
+        let method = Method::from_bytes(format!("MADEUP{i}").as_bytes()).expect("a method token");
+        let path = if i % 2 == 0 {
+            "/v1/concerts"
+        } else {
+            "/no/such/path"
+        };
+        let resp = api.call(method, path).send().await;
+        assert!(
+            resp.status < 500,
+            "a made-up method is a client error: {}",
+            resp.status
+        );
+    }
+    let metrics = api.get("/metrics").send().await;
+    metrics.expect(200);
+    assert!(
+        !metrics.text.contains("MADEUP"),
+        "no series names a made-up method"
+    );
+    assert!(
+        metrics
+            .text
+            .lines()
+            .any(|l| l.starts_with("http_requests_total{") && l.contains("method=\"OTHER\"")),
+        "made-up methods are counted as OTHER:\n{}",
+        metrics.text
+    );
+}

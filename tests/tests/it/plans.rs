@@ -28,11 +28,10 @@ async fn the_claim_writer_probes_each_place_after_statistics_that_saw_no_unclaim
     let env = TestEnv::new().await;
     let concert_id = Uuid::new_v4();
     let user_id = Uuid::new_v4();
-    fill(&env.db, concert_id, user_id).await;
-
-    // The service's own session settings, one connection, so its counters can be flushed by the session
-    // that did the work.
+    // The service's own session settings, one connection that also fills the tables, so that every
+    // counter of the filling is flushed before the reset by the one session that did it all.
     let pool = concert_core::db::pool(&env.settings.database_url, 1).expect("pool");
+    fill(&pool, concert_id, user_id).await;
     sqlx::query("SELECT pg_stat_force_next_flush()")
         .execute(&pool)
         .await
