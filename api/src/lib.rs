@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod paging;
 pub mod queue_gate;
 pub mod rate_limits;
+pub mod readiness;
 pub mod replies;
 pub mod rooms;
 pub mod routes;

@@ -23,6 +23,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::config::ApiConfig;
 use crate::error::problem_response;
 use crate::openapi::ApiDoc;
+use crate::readiness::Readiness;
 use crate::replies::{run_reply_reader, ReplyHub};
 use crate::rooms::{run_claim_writer, run_refresher, RoomCache};
 use crate::state::{AppState, DateCache};
@@ -35,6 +36,8 @@ const ROOM_REFRESH: Duration = Duration::from_millis(250);
 /// How often the claims seen by this instance are written (one statement per beat). Well inside
 /// `CLAIM_GRACE_MS`, the time the ticker waits past a claim deadline before ending unclaimed places.
 const CLAIM_WRITE: Duration = Duration::from_millis(250);
+/// Connections of the background tasks' pool: the refresher, the claim writer and the readiness check.
+const BACKGROUND_CONNECTIONS: u32 = 3;
 /// Largest request body accepted.
 const BODY_LIMIT: usize = 64 * 1024;
 
@@ -48,6 +51,8 @@ impl Application {
     pub async fn build(config: ApiConfig) -> anyhow::Result<Self> {
         let settings = &config.settings;
         let pool = concert_core::db::pool(&settings.database_url, settings.db_max_connections)?;
+        let background_pool =
+            concert_core::db::pool(&settings.database_url, BACKGROUND_CONNECTIONS)?;
         let producer = concert_core::kafka::producer_with(
             &settings.kafka_brokers,
             config.kafka_linger_ms,
@@ -56,6 +61,7 @@ impl Application {
         let rooms = Arc::new(RoomCache::default());
         let state = AppState {
             pool,
+            background_pool,
             producer,
             topics: Arc::new(settings.topics()),
             signer: TokenSigner::new(settings.token_secret.as_bytes().to_vec()),
@@ -65,9 +71,14 @@ impl Application {
             dates: Arc::new(DateCache::default()),
             limits: Arc::new(crate::rate_limits::RateLimiters::new(&config)),
             metrics: crate::http_metrics::recorder(),
+            readiness: Arc::new(Readiness::default()),
             config: Arc::new(config),
         };
-        if let Err(err) = state.rooms.refresh(&state.pool).await {
+        state
+            .readiness
+            .check(&state.background_pool, &state.producer)
+            .await;
+        if let Err(err) = state.rooms.refresh(&state.background_pool).await {
             tracing::warn!(error = ?err, "waiting room cache not loaded yet; will retry");
         }
         let listener = TcpListener::bind(("0.0.0.0", state.config.port))
@@ -99,14 +110,20 @@ impl Application {
         ));
         tokio::spawn(run_refresher(
             state.rooms.clone(),
-            state.pool.clone(),
+            state.background_pool.clone(),
             ROOM_REFRESH,
             shutdown.clone(),
         ));
         tokio::spawn(run_claim_writer(
             state.rooms.clone(),
-            state.pool.clone(),
+            state.background_pool.clone(),
             CLAIM_WRITE,
+            shutdown.clone(),
+        ));
+        tokio::spawn(crate::readiness::run_checks(
+            state.readiness.clone(),
+            state.background_pool.clone(),
+            state.producer.clone(),
             shutdown.clone(),
         ));
         tokio::spawn(prune_replies(state.replies.clone(), shutdown.clone()));

@@ -14,13 +14,18 @@ use uuid::Uuid;
 use crate::config::ApiConfig;
 use crate::db::catalog::DateInfo;
 use crate::rate_limits::RateLimiters;
+use crate::readiness::Readiness;
 use crate::replies::ReplyHub;
 use crate::rooms::RoomCache;
 
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<ApiConfig>,
+    /// The pool requests use.
     pub pool: PgPool,
+    /// A few connections of the background tasks' own (the waiting-room refresher, the claim writer, the
+    /// readiness check), which no request can take.
+    pub background_pool: PgPool,
     pub producer: FutureProducer,
     pub topics: Arc<Topics>,
     pub signer: TokenSigner,
@@ -30,6 +35,7 @@ pub struct AppState {
     pub dates: Arc<DateCache>,
     pub limits: Arc<RateLimiters>,
     pub metrics: PrometheusHandle,
+    pub readiness: Arc<Readiness>,
 }
 
 /// Dates never move between concerts nor change their seat count, so once read they are kept.

@@ -7,7 +7,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use concert_core::ErrorCode;
-use rdkafka::producer::Producer;
 use serde_json::json;
 
 use crate::error::ApiError;
@@ -23,24 +22,12 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// statuses and admission checks from that cache.
 const CACHE_STALE_AFTER: Duration = Duration::from_secs(5);
 
-/// The database and the broker are reachable, and the waiting-room cache refreshed recently.
+/// The database and the broker are reachable, and the waiting-room cache refreshed recently. Answered from
+/// memory: the database and the broker are checked in the background (`crate::readiness`).
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200), (status = 503, body = concert_core::Problem)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let database = tokio::time::timeout(
-        Duration::from_secs(2),
-        sqlx::query_scalar!("SELECT 1 AS one").fetch_one(&state.pool),
-    )
-    .await
-    .is_ok_and(|r| r.is_ok());
-    let producer = state.producer.clone();
-    let broker = tokio::task::spawn_blocking(move || {
-        producer
-            .client()
-            .fetch_metadata(None, Duration::from_secs(2))
-            .is_ok()
-    })
-    .await
-    .unwrap_or(false);
+    let database = state.readiness.database();
+    let broker = state.readiness.broker();
     let cache = state.rooms.is_fresh(CACHE_STALE_AFTER);
     if database && broker && cache {
         Json(json!({"status": "ready", "database": "up", "broker": "up", "waiting_room_cache": "fresh"}))

@@ -9,6 +9,7 @@ mod claims;
 mod dead_letters;
 mod design_docs;
 mod edges;
+mod floods;
 mod holds;
 mod limits;
 mod module_graph;

@@ -1,0 +1,83 @@
+//! Anonymous floods cannot make an instance unready: `/readyz` is answered from memory (the database and
+//! the broker are checked in the background) and the waiting-room cache refreshes on connections no request
+//! can take, so while hundreds of clients loop on `/readyz` and the public catalog, readiness stays 200 and
+//! an admission shows in the status within 2 s.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use concert_tests::TestStack;
+
+/// Clients looping on the anonymous endpoints at once.
+const FLOODERS: usize = 300;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_of_readiness_and_catalog_calls_leaves_readiness_and_admissions_alone() {
+    let stack = TestStack::start().await;
+    let api = stack.api();
+    let concert = api.create_concert(1, 1000).await;
+    let user = api.sign_up("ada").await;
+
+    let stop = AtomicBool::new(false);
+    let (ready, unready, catalog) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let flood = futures::future::join_all((0..FLOODERS).map(|i| {
+        let (stop, ready, unready, catalog) = (&stop, &ready, &unready, &catalog);
+        async move {
+            while !stop.load(Ordering::Relaxed) {
+                if i % 2 == 0 {
+                    let resp = api.get("/readyz").send().await;
+                    let counter = if resp.status == 200 { ready } else { unready };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    api.get("/v1/concerts").send().await;
+                    catalog.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }));
+
+    // Meanwhile a fan joins and watches for the admission.
+    let watch = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let joined = api.join(&user, concert.concert_id).await;
+        let mut seen: Option<DateTime<Utc>> = None;
+        for _ in 0..1500 {
+            let resp = api.queue_status(&joined.queue_token).await;
+            if resp.json["status"] == "ACTIVE" {
+                seen = Some(Utc::now());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A second of flood after the admission, for readiness to be seen under it.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop.store(true, Ordering::Relaxed);
+        seen
+    };
+    let (_, seen) = tokio::join!(flood, watch);
+
+    let seen = seen.expect("the fan was admitted and saw it");
+    let admitted_at: DateTime<Utc> = sqlx::query_scalar(
+        "SELECT admitted_at FROM admissions WHERE concert_id = $1 AND 1 BETWEEN from_seq AND upto_seq",
+    )
+    .bind(concert.concert_id)
+    .fetch_one(stack.db())
+    .await
+    .expect("the admission step");
+    let lag = seen - admitted_at;
+    let (ready, unready, catalog) = (
+        ready.into_inner(),
+        unready.into_inner(),
+        catalog.into_inner(),
+    );
+    assert!(
+        ready > 1_000 && catalog > 1_000,
+        "the flood ran: {ready} readiness and {catalog} catalog calls"
+    );
+    assert_eq!(unready, 0, "readiness stayed 200 ({ready} calls)");
+    assert!(
+        lag <= chrono::Duration::seconds(2),
+        "the admission showed {lag} after it was made, under {ready} readiness and {catalog} catalog calls"
+    );
+}
