@@ -144,6 +144,8 @@ pub struct LoadLimits {
     pub header_read_timeout: Duration,
     /// `KAFKA_PUBLISH_TIMEOUT_MS`: how long publishing a command may wait for the broker's acknowledgement.
     pub publish_timeout: Duration,
+    /// `API_MAX_STREAMS`: live-update streams one instance holds open at most (beyond: 503).
+    pub max_streams: usize,
 }
 
 impl Default for LoadLimits {
@@ -153,6 +155,7 @@ impl Default for LoadLimits {
             request_timeout: Duration::from_secs(45),
             header_read_timeout: Duration::from_secs(10),
             publish_timeout: Duration::from_secs(5),
+            max_streams: 20_000,
         }
     }
 }
@@ -181,6 +184,7 @@ impl LoadLimits {
                 )
                 .context("KAFKA_PUBLISH_TIMEOUT_MS")?,
             ),
+            max_streams: env_parse("API_MAX_STREAMS", d.max_streams).context("API_MAX_STREAMS")?,
         };
         limits.validate()?;
         Ok(limits)
@@ -189,6 +193,7 @@ impl LoadLimits {
     /// Refuses limits that would cut the answer of a published command, or that refuse everything.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.max_in_flight > 0, "API_MAX_IN_FLIGHT must be positive");
+        anyhow::ensure!(self.max_streams > 0, "API_MAX_STREAMS must be positive");
         anyhow::ensure!(
             !self.header_read_timeout.is_zero(),
             "API_HEADER_READ_TIMEOUT_SECONDS must be positive"

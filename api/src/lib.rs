@@ -8,6 +8,7 @@
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod event_streams;
 pub mod extract;
 pub mod http_metrics;
 pub mod openapi;

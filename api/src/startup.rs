@@ -22,6 +22,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::ApiConfig;
 use crate::error::problem_response;
+use crate::event_streams::StreamRegistry;
 use crate::openapi::ApiDoc;
 use crate::readiness::Readiness;
 use crate::replies::{run_reply_reader, ReplyHub};
@@ -72,6 +73,7 @@ impl Application {
             limits: Arc::new(crate::rate_limits::RateLimiters::new(&config)),
             metrics: crate::http_metrics::recorder(),
             readiness: Arc::new(Readiness::default()),
+            streams: Arc::new(StreamRegistry::new(config.limits.max_streams)),
             config: Arc::new(config),
         };
         state

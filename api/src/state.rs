@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::config::ApiConfig;
 use crate::db::catalog::DateInfo;
+use crate::event_streams::StreamRegistry;
 use crate::rate_limits::RateLimiters;
 use crate::readiness::Readiness;
 use crate::replies::ReplyHub;
@@ -36,6 +37,7 @@ pub struct AppState {
     pub limits: Arc<RateLimiters>,
     pub metrics: PrometheusHandle,
     pub readiness: Arc<Readiness>,
+    pub streams: Arc<StreamRegistry>,
 }
 
 /// Dates never move between concerts nor change their seat count, so once read they are kept.

@@ -17,11 +17,13 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use concert_core::admission::PlaceStatus;
 use concert_core::token::QueueClaims;
+use concert_core::ErrorCode;
 use futures::Stream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::error::{ApiError, ApiResult};
+use crate::event_streams::{StreamTicket, TooManyStreams};
 use crate::extract::QueueTokenHeader;
 use crate::routes::queue::QueueStatus;
 use crate::state::AppState;
@@ -35,12 +37,13 @@ const ACTIVE_LOOK: Duration = Duration::from_secs(1);
 /// Server-sent events for the place a queue token names (`X-Queue-Token`, or `?queue_token=` since
 /// browsers' `EventSource` cannot set headers). Event `status` carries the JSON of `GET /v1/queue/status`:
 /// once at once, again on every change, and every 10 s while nothing changes; the stream ends after
-/// EXPIRED or COMPLETED. Opening it claims the place.
+/// EXPIRED or COMPLETED. Opening it claims the place. A place keeps at most 3 streams open (a fourth closes
+/// the oldest); an instance at most `API_MAX_STREAMS` (beyond: 503 `UNAVAILABLE` with `Retry-After`).
 #[utoipa::path(get, path = "/v1/queue/events", tag = "waiting room",
     params(("X-Queue-Token" = Option<String>, Header), ("queue_token" = Option<String>, Query)),
     responses((status = 200, content_type = "text/event-stream", body = QueueStatus,
         description = "a stream of `status` events"),
-        (status = 401, body = concert_core::Problem)))]
+        (status = 401, body = concert_core::Problem), (status = 503, body = concert_core::Problem)))]
 pub async fn events(
     State(state): State<AppState>,
     QueueTokenHeader(header_token): QueueTokenHeader,
@@ -49,7 +52,16 @@ pub async fn events(
     let query = query.map_err(|e| ApiError::validation(format!("unreadable query: {e}")))?;
     let token = header_token.or_else(|| query.get("queue_token").cloned());
     let claims = crate::queue_gate::verify(&state, token.as_deref(), None, None)?;
-    let stream = place_stream(state, claims);
+    let ticket = state
+        .streams
+        .open((claims.cid, claims.seq))
+        .map_err(|TooManyStreams| {
+            ApiError::new(
+                ErrorCode::Unavailable,
+                "this instance holds as many live streams as it may: poll GET /v1/queue/status, or try again later",
+            )
+        })?;
+    let stream = place_stream(state, claims, ticket);
     Ok((
         [
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
@@ -107,12 +119,15 @@ struct PlaceStream {
     shown: Option<Shown>,
     sent_at: Instant,
     finished: bool,
+    /// Counts the stream per place and per instance; signalled when a newer stream of the place took its slot.
+    ticket: StreamTicket,
     _open: OpenStream,
 }
 
 fn place_stream(
     state: AppState,
     claims: QueueClaims,
+    ticket: StreamTicket,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let changes = state.rooms.watch(claims.cid);
     let stream = PlaceStream {
@@ -122,6 +137,7 @@ fn place_stream(
         shown: None,
         sent_at: Instant::now(),
         finished: false,
+        ticket,
         _open: OpenStream::new(),
     };
     futures::stream::unfold(stream, next_event)
@@ -154,6 +170,8 @@ async fn next_event(mut s: PlaceStream) -> Option<(Result<Event, Infallible>, Pl
             _ => resend_at,
         };
         tokio::select! {
+            // A newer stream of the same place took this one's slot: end it.
+            _ = s.ticket.closed.notified() => return None,
             changed = s.changes.changed() => {
                 if changed.is_err() {
                     // The room's channel is gone (never while we hold a receiver); fall back to time.

@@ -241,3 +241,93 @@ impl TapEta for Value {
         self
     }
 }
+
+/// One queue token holds at most 3 streams: a fourth closes the oldest, the others stay open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fourth_stream_of_one_token_closes_the_oldest() {
+    let stack = TestStack::start().await;
+    let api = stack.api();
+    let concert = api.create_concert(1, 1000).await;
+    api.set_policy(concert.concert_id, &policy(1, 600)).await;
+    let (first_user, user) = (api.sign_up("first").await, api.sign_up("ada").await);
+    // Someone ahead keeps the room full, so the streams below sit WAITING and only time moves them.
+    api.join(&first_user, concert.concert_id).await;
+    let joined = api.join(&user, concert.concert_id).await;
+    let token = joined.queue_token.as_str();
+
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let mut stream = EventStream::start(api, Some(token), None).await;
+        stream
+            .next(Duration::from_secs(5))
+            .await
+            .expect("the first event");
+        streams.push(stream);
+    }
+    let mut fourth = EventStream::start(api, None, Some(token)).await;
+    fourth
+        .next(Duration::from_secs(5))
+        .await
+        .expect("the first event");
+    // It may have had one more status on its way (the place moves in line); then it ends.
+    let mut ended = false;
+    for _ in 0..3 {
+        if streams[0].next(Duration::from_secs(5)).await.is_none() {
+            ended = true;
+            break;
+        }
+    }
+    assert!(ended, "the oldest stream was closed");
+    for stream in streams.iter_mut().skip(1) {
+        // Open: no end of stream within half a second (an event, or nothing, is fine).
+        let ended = tokio::time::timeout(
+            Duration::from_millis(500),
+            stream.next(Duration::from_secs(30)),
+        )
+        .await
+        .is_ok_and(|event| event.is_none());
+        assert!(!ended, "the newer streams stay open");
+    }
+}
+
+/// An instance holds at most `API_MAX_STREAMS` streams: beyond, 503 `UNAVAILABLE` with `Retry-After`, and
+/// a slot is free again once a stream ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_refuses_streams_beyond_its_limit() {
+    let stack = TestStack::builder()
+        .apis(1)
+        .workers(1)
+        .configure_apis(|config| config.limits.max_streams = 2)
+        .start()
+        .await;
+    let api = stack.api();
+    let concert = api.create_concert(1, 1000).await;
+    let users = api.sign_up_many("fan", 3).await;
+    let mut tokens = Vec::new();
+    for user in &users {
+        tokens.push(api.join(user, concert.concert_id).await.queue_token);
+    }
+    let first = EventStream::start(api, Some(&tokens[0]), None).await;
+    let _second = EventStream::start(api, Some(&tokens[1]), None).await;
+    let refused = EventStream::open(api, Some(&tokens[2]), None).await;
+    assert_eq!(refused.status().as_u16(), 503);
+    assert!(
+        refused.headers().contains_key("retry-after"),
+        "a 503 says when to try again"
+    );
+    let body: Value = refused.json().await.expect("a problem document");
+    assert_eq!(body["code"], "UNAVAILABLE");
+
+    // The server notices a closed stream when it next writes to it, at the latest with the 10 s resend.
+    drop(first);
+    let mut reopened = None;
+    for _ in 0..150 {
+        let response = EventStream::open(api, Some(&tokens[2]), None).await;
+        if response.status().as_u16() == 200 {
+            reopened = Some(response);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reopened.is_some(), "a slot is free once a stream ended");
+}
