@@ -196,7 +196,11 @@ async fn a_top_up_repeated_with_its_idempotency_key_is_credited_once() {
     let first = keyed(&apis[0], "top-up-1", 1000).send().await;
     assert_eq!(first.expect(200), &json!({ "balance": 1100 }));
     let again = keyed(&apis[1], "top-up-1", 1000).send().await;
-    assert_eq!(again.expect(200), &json!({ "balance": 1100 }), "the first outcome");
+    assert_eq!(
+        again.expect(200),
+        &json!({ "balance": 1100 }),
+        "the first outcome"
+    );
     assert_eq!(apis[0].balance(&user).await, 1100, "credited once");
 
     // Another amount under the same key is a mistake of the client's, not a new top-up.
@@ -213,7 +217,11 @@ async fn a_top_up_repeated_with_its_idempotency_key_is_credited_once() {
     for answer in &answers {
         assert_eq!(answer.expect(200), &json!({ "balance": 1800 }));
     }
-    assert_eq!(apis[0].balance(&user).await, 1800, "40 racing copies credited once");
+    assert_eq!(
+        apis[0].balance(&user).await,
+        1800,
+        "40 racing copies credited once"
+    );
     let charges = apis[0]
         .history(&user, 100)
         .await
