@@ -14,6 +14,7 @@ pub mod http_metrics;
 pub mod openapi;
 pub mod paging;
 pub mod queue_gate;
+pub mod queue_proof;
 pub mod rate_limits;
 pub mod readiness;
 pub mod replies;

@@ -87,6 +87,17 @@ pub fn require_active(
 pub fn admitted(state: &AppState, claims: &QueueClaims) -> ApiResult<()> {
     match status_claiming(state, claims) {
         PlaceStatus::Active { .. } => Ok(()),
+        PlaceStatus::PreQueued { opens_at } => Err(ApiError::new(
+            ErrorCode::QueueNotAdmitted,
+            match opens_at {
+                Some(at) => format!(
+                    "the room opens at {}: places are drawn then; poll GET /v1/queue/status",
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                ),
+                None => "the room is opening: places are being drawn; poll GET /v1/queue/status"
+                    .to_owned(),
+            },
+        )),
         PlaceStatus::Waiting { position, .. } => Err(concert_core::Problem::new(
             ErrorCode::QueueNotAdmitted,
             format!("you are number {position} in line; poll GET /v1/queue/status"),

@@ -30,6 +30,19 @@ pub struct QueueClaims {
     pub seq: u64,
 }
 
+/// A proof-of-work challenge for joining one concert's waiting room (issue 20): bound to the user and the
+/// concert, good until `exp`, asking for `bits` leading zero bits. `n` makes every challenge distinct, so
+/// that "used once" can be recorded by the challenge text itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeClaims {
+    pub uid: Uuid,
+    pub cid: Uuid,
+    pub bits: u32,
+    /// Unix seconds after which the challenge is refused.
+    pub exp: i64,
+    pub n: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
     #[error("the token is malformed")]
@@ -54,6 +67,7 @@ impl std::fmt::Debug for TokenSigner {
 
 const ACCESS: &str = "at1";
 const QUEUE: &str = "qt1";
+const CHALLENGE: &str = "pw1";
 
 impl TokenSigner {
     pub fn new(secret: impl Into<Vec<u8>>) -> Self {
@@ -81,6 +95,23 @@ impl TokenSigner {
     /// Checks the signature only; whether the place is still live is the waiting room's business.
     pub fn verify_queue(&self, token: &str) -> Result<QueueClaims, TokenError> {
         self.verify(QUEUE, token)
+    }
+
+    pub fn sign_challenge(&self, claims: &ChallengeClaims) -> String {
+        self.sign(CHALLENGE, claims)
+    }
+
+    /// Checks the signature and the expiry of a proof-of-work challenge.
+    pub fn verify_challenge(
+        &self,
+        token: &str,
+        now_unix: i64,
+    ) -> Result<ChallengeClaims, TokenError> {
+        let claims: ChallengeClaims = self.verify(CHALLENGE, token)?;
+        if claims.exp <= now_unix {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
     }
 
     fn mac(&self, kind: &str, body: &str) -> HmacSha256 {

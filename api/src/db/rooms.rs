@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use concert_core::admission::{Admission, Policy};
+use concert_core::admission::{Admission, Draw, Policy};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -38,9 +38,57 @@ pub struct PlaceChange {
     pub ended: bool,
 }
 
+/// A room's pre-queue and proof-of-work settings and its draw (issue 20), read apart from the policy.
+/// A room absent from [`Changes::openings`] has none of them: no `opens_at`, no draw, no proof.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Opening {
+    pub opens_at: Option<DateTime<Utc>>,
+    /// Places 1..=prequeue_upto joined before the opening.
+    pub prequeue_upto: i64,
+    pub drawn_at: Option<DateTime<Utc>>,
+    pub draw: Option<Draw>,
+    pub join_proof_bits: i32,
+}
+
+impl Opening {
+    /// Still waiting for its draw: a place beyond the frontier has no position yet.
+    pub fn pre_queuing(&self) -> bool {
+        self.draw.is_none() && (self.opens_at.is_some() || self.prequeue_upto > 0)
+    }
+}
+
+struct OpeningRecord {
+    concert_id: Uuid,
+    opens_at: Option<DateTime<Utc>>,
+    prequeue_upto: i64,
+    drawn_at: Option<DateTime<Utc>>,
+    draw_seed: Option<Vec<u8>>,
+    draw_places: Option<i64>,
+    join_proof_bits: i32,
+}
+
+impl From<OpeningRecord> for (Uuid, Opening) {
+    fn from(r: OpeningRecord) -> Self {
+        let draw = match (r.draw_seed, r.draw_places) {
+            (Some(seed), Some(places)) => Draw::from_parts(&seed, places),
+            _ => None,
+        };
+        let opening = Opening {
+            opens_at: r.opens_at,
+            prequeue_upto: r.prequeue_upto,
+            drawn_at: r.drawn_at,
+            draw,
+            join_proof_bits: r.join_proof_bits,
+        };
+        (r.concert_id, opening)
+    }
+}
+
 pub struct Changes {
     pub now: DateTime<Utc>,
     pub rooms: Vec<RoomRow>,
+    /// The rooms with a pre-queue, a draw or a proof of work (from the same snapshot as `rooms`).
+    pub openings: HashMap<Uuid, Opening>,
     pub admissions: Vec<(Uuid, Admission)>,
     pub places: Vec<PlaceChange>,
     pub cursor: Cursor,
@@ -115,6 +163,17 @@ pub async fn read_changes(
     .into_iter()
     .map(RoomRow::from)
     .collect();
+    let openings: HashMap<Uuid, Opening> = sqlx::query_as!(
+        OpeningRecord,
+        "SELECT concert_id, opens_at, prequeue_upto, drawn_at, draw_seed, draw_places, join_proof_bits
+         FROM waiting_rooms
+         WHERE opens_at IS NOT NULL OR prequeue_upto > 0 OR drawn_at IS NOT NULL OR join_proof_bits > 0"
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(<(Uuid, Opening)>::from)
+    .collect();
     // Only the rooms whose frontier moved past what the cache holds.
     let (ids, uptos): (Vec<Uuid>, Vec<i64>) = rooms
         .iter()
@@ -187,6 +246,7 @@ pub async fn read_changes(
     Ok(Changes {
         now,
         rooms,
+        openings,
         admissions,
         places,
         cursor: Cursor {
@@ -257,7 +317,7 @@ pub async fn room(pool: &PgPool, concert_id: Uuid) -> Result<Option<RoomRow>, sq
 pub async fn active_count(pool: &PgPool, concert_id: Uuid) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar!(
         "SELECT count(*) AS \"count!\" FROM admissions a \
-         JOIN queue_entries e ON e.concert_id = a.concert_id AND e.seq BETWEEN a.from_seq AND a.upto_seq \
+         JOIN queue_entries e ON e.concert_id = a.concert_id AND e.line_no BETWEEN a.from_seq AND a.upto_seq \
          WHERE a.concert_id = $1 AND a.active_until > now() AND e.completed_at IS NULL \
            AND e.ended_at IS NULL",
         concert_id,
@@ -283,4 +343,116 @@ pub async fn set_policy(pool: &PgPool, concert_id: Uuid, p: &Policy) -> Result<b
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// One room's pre-queue settings and draw (admin view); `None` when the concert has no room.
+pub async fn opening(pool: &PgPool, concert_id: Uuid) -> Result<Option<Opening>, sqlx::Error> {
+    let row = sqlx::query_as!(
+        OpeningRecord,
+        "SELECT concert_id, opens_at, prequeue_upto, drawn_at, draw_seed, draw_places, join_proof_bits
+         FROM waiting_rooms WHERE concert_id = $1",
+        concert_id,
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| <(Uuid, Opening)>::from(r).1))
+}
+
+/// What setting a room's `opens_at` came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpeningChange {
+    /// Set (or unchanged).
+    Done,
+    /// The room has opened (drawn, past its `opens_at`, or in use without one): only the same value stands.
+    AlreadyOpen,
+    NoRoom,
+}
+
+/// Sets `opens_at` (`None` removes it) only while the room has not opened, in one statement under the
+/// row lock, so it cannot slip past a draw made at the same moment. The same value is always accepted.
+/// A room without `opens_at` counts as open once anyone joined it.
+pub async fn set_opens_at(
+    pool: &PgPool,
+    concert_id: Uuid,
+    opens_at: Option<DateTime<Utc>>,
+) -> Result<OpeningChange, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"WITH room AS (SELECT concert_id FROM waiting_rooms WHERE concert_id = $1 FOR UPDATE),
+         done AS (
+             UPDATE waiting_rooms r SET opens_at = $2, updated_at = now()
+             FROM room
+             WHERE r.concert_id = room.concert_id
+               AND (r.opens_at IS NOT DISTINCT FROM $2
+                    OR (r.drawn_at IS NULL AND (r.opens_at > now() OR (r.opens_at IS NULL AND r.last_seq = 0))))
+             RETURNING 1)
+         SELECT (SELECT count(*) FROM room) AS "rooms!", (SELECT count(*) FROM done) AS "done!""#,
+        concert_id,
+        opens_at,
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(match (row.rooms, row.done) {
+        (0, _) => OpeningChange::NoRoom,
+        (_, 0) => OpeningChange::AlreadyOpen,
+        _ => OpeningChange::Done,
+    })
+}
+
+/// Sets the room's proof-of-work difficulty; false when the concert has no room.
+pub async fn set_join_proof_bits(
+    pool: &PgPool,
+    concert_id: Uuid,
+    bits: i32,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query!(
+        "UPDATE waiting_rooms SET join_proof_bits = $2, updated_at = now() WHERE concert_id = $1",
+        concert_id,
+        bits,
+    )
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records a proof-of-work challenge as used by the join it lets in; false when it was used already
+/// (by this or any other api instance: the challenge is the key). Used challenges past their expiry are
+/// pruned by the same statement's neighbour, [`prune_used_proofs`].
+pub async fn use_proof(
+    pool: &PgPool,
+    challenge: &str,
+    user_id: Uuid,
+    concert_id: Uuid,
+    expires_at: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query!(
+        "INSERT INTO queue_proofs_used (challenge, user_id, concert_id, expires_at)
+         VALUES ($1, $2, $3, $4) ON CONFLICT (challenge) DO NOTHING",
+        challenge,
+        user_id,
+        concert_id,
+        expires_at,
+    )
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives a challenge back when the join it let in could not be handed to the log (a 503): it was not
+/// used up.
+pub async fn unuse_proof(pool: &PgPool, challenge: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "DELETE FROM queue_proofs_used WHERE challenge = $1",
+        challenge
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Forgets used challenges that have expired (an expired challenge is refused anyway).
+pub async fn prune_used_proofs(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query!("DELETE FROM queue_proofs_used WHERE expires_at < now() - interval '1 minute'")
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
 }

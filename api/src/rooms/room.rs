@@ -3,12 +3,15 @@
 //! waiting or active. Plain data with no locks: the cache holds one per concert.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use concert_core::admission::{
-    admitted_status, waiting_status, Admission, PlaceFacts, PlaceStatus, Policy, Turnover,
-    CLAIM_GRACE_MS,
+    admitted_status, waiting_status, Admission, DrawOrder, PlaceFacts, PlaceStatus, Policy,
+    Turnover, CLAIM_GRACE_MS,
 };
+
+use crate::db::rooms::Opening;
 
 /// One room as last read.
 #[derive(Debug, Clone)]
@@ -28,6 +31,11 @@ pub struct Room {
     pub(super) claimed: HashSet<i64>,
     /// When the ACTIVE places free their slots, for the wait estimate (capped rooms only).
     turnover: Option<Turnover>,
+    /// The pre-queue's opening and draw, as last read.
+    pub opening: Opening,
+    /// The draw's order (the identity until there is one). Admission steps, the frontier and positions
+    /// count in line numbers (`order.line(seq)`); claims, completions and ends are kept by seq.
+    pub(super) order: Arc<DrawOrder>,
 }
 
 impl Room {
@@ -43,15 +51,24 @@ impl Room {
             ended: HashSet::new(),
             claimed: HashSet::new(),
             turnover: None,
+            opening: Opening::default(),
+            order: Arc::new(DrawOrder::none()),
         }
     }
 
+    /// A place's line number: its rank in the draw if it was pre-queued, its seq otherwise.
+    pub(super) fn line(&self, seq: i64) -> i64 {
+        self.order.line(seq)
+    }
+
+    /// The admission step that admitted this place, if its window may still be open.
     pub(super) fn step(&self, seq: i64) -> Option<&Admission> {
+        let line = self.line(seq);
         self.admissions
-            .range(seq..)
+            .range(line..)
             .next()
             .map(|(_, a)| a)
-            .filter(|a| a.from_seq <= seq)
+            .filter(|a| a.from_seq <= line)
     }
 
     fn facts(&self, seq: i64) -> PlaceFacts {
@@ -63,9 +80,16 @@ impl Room {
     }
 
     pub fn status(&self, seq: i64, now: DateTime<Utc>) -> PlaceStatus {
-        if seq > self.admitted_upto {
+        // Before the draw nobody is admitted and no place has a position (its line number is not drawn).
+        if self.opening.pre_queuing() && seq > self.admitted_upto {
+            return PlaceStatus::PreQueued {
+                opens_at: self.opening.opens_at,
+            };
+        }
+        let line = self.line(seq);
+        if line > self.admitted_upto {
             return waiting_status(
-                seq - self.admitted_upto,
+                line - self.admitted_upto,
                 &self.policy,
                 self.next_admit_at,
                 self.turnover.as_ref(),
@@ -86,6 +110,7 @@ impl Room {
             .filter(|a| a.active_until > now)
             .map(|a| {
                 (a.from_seq..=a.upto_seq)
+                    .map(|line| self.order.seq(line))
                     .filter(|&s| matches!(self.status(s, now), PlaceStatus::Active { .. }))
                     .count() as i64
             })
@@ -98,8 +123,8 @@ impl Room {
         let grace = chrono::Duration::milliseconds(CLAIM_GRACE_MS);
         let mut ends = Vec::new();
         for a in self.admissions.values().filter(|a| a.active_until > now) {
-            for seq in a.from_seq..=a.upto_seq {
-                let facts = self.facts(seq);
+            for line in a.from_seq..=a.upto_seq {
+                let facts = self.facts(self.order.seq(line));
                 if facts.completed || facts.ended {
                     continue;
                 }

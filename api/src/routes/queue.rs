@@ -3,17 +3,20 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use concert_core::admission::{retry_after_seconds, PlaceStatus, DEFAULT_POLICY};
 use concert_core::commands::{Command, JoinResult, Outcome};
+use concert_core::ErrorCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::error::{problem_response, ApiResult};
+use crate::db;
+use crate::error::{problem_response, ApiError, ApiResult};
+use crate::queue_proof;
 use crate::extract::{ApiPath, AuthUser, IdempotencyKey, PreferWait, QueueTokenHeader};
 use crate::rooms::KnownPlace;
 use crate::routes::catalog::ensure_concert;
@@ -41,6 +44,7 @@ pub async fn join(
     ApiPath(concert_id): ApiPath<Uuid>,
     PreferWait(wait): PreferWait,
     IdempotencyKey(key): IdempotencyKey,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     ensure_concert(&state, concert_id).await?;
     let wait = wait.map_or(state.config.join_wait, Duration::from_secs);
@@ -58,7 +62,17 @@ pub async fn join(
                 };
                 return Ok(created(&state, user, &place, known.request_id));
             }
-            submit::submit(&state, user, command, key.as_deref(), wait).await?
+            // Only a join that publishes pays: a repeat with a live place (above) or an answered
+            // Idempotency-Key needs no proof.
+            let proof = checked_proof(&state, &headers, user, concert_id).await?;
+            let submitted = submit::submit(&state, user, command, key.as_deref(), wait).await;
+            if let (Err(_), Some(proof)) = (&submitted, &proof) {
+                // Nothing was let in: the challenge is not used up.
+                if let Err(err) = db::rooms::unuse_proof(&state.pool, &proof.challenge).await {
+                    tracing::warn!(error = %err, "could not give back a proof of work");
+                }
+            }
+            submitted?
         }
     };
     let Some(reply) = reply else {
@@ -72,6 +86,86 @@ pub async fn join(
         }
         Outcome::Failed { error } => problem_response(&error.with_request_id(request_id)),
     })
+}
+
+/// The proof of work a join must bring when its room asks for one, checked and recorded as used (by the
+/// challenge's unique key, so a second use fails on every instance). `None` when the room asks for none.
+async fn checked_proof(
+    state: &AppState,
+    headers: &HeaderMap,
+    user: Uuid,
+    concert_id: Uuid,
+) -> ApiResult<Option<queue_proof::CheckedProof>> {
+    let bits = state.rooms.join_proof_bits(concert_id);
+    if bits == 0 {
+        return Ok(None);
+    }
+    let header = headers
+        .get(PROOF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    let proof = queue_proof::check(state, header, user, concert_id, bits as u32, Utc::now())?;
+    if !db::rooms::use_proof(
+        &state.pool,
+        &proof.challenge,
+        user,
+        concert_id,
+        proof.expires_at,
+    )
+    .await?
+    {
+        return Err(ApiError::new(
+            ErrorCode::QueueProofInvalid,
+            "this challenge was used already: get a new one from GET /v1/concerts/{concert_id}/queue/challenge",
+        ));
+    }
+    Ok(Some(proof))
+}
+
+/// The header a join carries its proof of work in.
+const PROOF_HEADER: &str = "x-queue-proof";
+
+/// A proof-of-work challenge for joining this concert's waiting room.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Challenge {
+    pub challenge: String,
+    /// Leading zero bits SHA-256 of `<challenge>.<nonce>` must have (0: the room asks for no proof).
+    pub bits: i32,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A challenge bound to the caller and the concert, good for a few minutes and for one join: find a
+/// nonce (no `.`) such that SHA-256 of `<challenge>.<nonce>` begins with `bits` zero bits, and send
+/// `X-Queue-Proof: <challenge>.<nonce>` with the join.
+#[utoipa::path(get, path = "/v1/concerts/{concert_id}/queue/challenge", tag = "waiting room",
+    params(("concert_id" = Uuid, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Challenge), (status = 401, body = concert_core::Problem), (status = 404, body = concert_core::Problem)))]
+pub async fn challenge(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    ApiPath(concert_id): ApiPath<Uuid>,
+) -> ApiResult<Response> {
+    // Read from the database, not the cache: a challenge asked for right after the admin raised the
+    // difficulty must carry it.
+    let opening = db::rooms::opening(&state.pool, concert_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ConcertNotFound,
+                format!("concert {concert_id} was not found"),
+            )
+        })?;
+    let bits = opening.join_proof_bits;
+    let (challenge, expires_at) = queue_proof::issue(&state, user, concert_id, bits as u32);
+    Ok((
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        Json(Challenge {
+            challenge,
+            bits,
+            expires_at,
+        }),
+    )
+        .into_response())
 }
 
 fn created(state: &AppState, user: Uuid, place: &JoinResult, request_id: Uuid) -> Response {
@@ -106,6 +200,10 @@ pub struct QueueStatus {
     /// Why the place ended (EXPIRED only): NOT_CLAIMED or WINDOW_ENDED.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
+    /// When the room opens (WAITING before the opening only; there is no `position` until then: the
+    /// places that joined before it are put in a random order at the opening).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<DateTime<Utc>>,
 }
 
 impl QueueStatus {
@@ -116,8 +214,10 @@ impl QueueStatus {
             eta_seconds: None,
             active_until: None,
             reason: None,
+            opens_at: None,
         };
         match *place {
+            PlaceStatus::PreQueued { opens_at } => body.opens_at = opens_at,
             PlaceStatus::Waiting {
                 position,
                 eta_seconds,
@@ -144,7 +244,7 @@ pub async fn status(
     let claims = crate::queue_gate::verify(&state, token.as_deref(), None, None)?;
     let place = crate::queue_gate::status_claiming(&state, &claims);
     let policy = state.rooms.policy(claims.cid).unwrap_or(DEFAULT_POLICY);
-    let retry_after = HeaderValue::from(retry_after_seconds(&place, &policy));
+    let retry_after = HeaderValue::from(retry_after_seconds(&place, &policy, Utc::now()));
     Ok((
         [
             (header::RETRY_AFTER, retry_after),

@@ -2,8 +2,8 @@
 //!
 //! Served from the in-memory room cache like a status poll: a stream waits on its concert's watch
 //! channel, which the cache refresh wakes when the room changed (an admission step, a completion, an
-//! end), so an admission reaches every open stream within one refresh, and no stream or event costs a
-//! database round trip.
+//! end, the draw at a room's opening), so an admission or a place's first position reaches every open
+//! stream within one refresh, and no stream or event costs a database round trip.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -83,6 +83,7 @@ struct Shown {
     position: Option<i64>,
     active_until: Option<DateTime<Utc>>,
     reason: Option<&'static str>,
+    opens_at: Option<DateTime<Utc>>,
 }
 
 impl Shown {
@@ -92,6 +93,7 @@ impl Shown {
             position: status.position,
             active_until: status.active_until,
             reason: status.reason,
+            opens_at: status.opens_at,
         }
     }
 }

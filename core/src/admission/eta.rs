@@ -98,9 +98,14 @@ pub fn eta_seconds(
 /// How long a client should wait before polling its status again: a quarter of the estimated wait,
 /// between 1 and 30 seconds, and never more than half of `claim_seconds` (a place admitted sooner than
 /// estimated must still be claimed in time). Far back, that is one poll every 30 s, not a stampede.
-pub fn retry_after_seconds(status: &PlaceStatus, policy: &Policy) -> u64 {
+/// A pre-queued place is never sent past `opens_at` + 1 s: it learns its position right after the draw.
+pub fn retry_after_seconds(status: &PlaceStatus, policy: &Policy, now: DateTime<Utc>) -> u64 {
     let cap = (i64::from(policy.claim_seconds) / 2).clamp(1, 30);
     match status {
+        PlaceStatus::PreQueued { opens_at } => {
+            let until_open = opens_at.map_or(0, |at| (at - now).num_seconds().max(0));
+            (until_open + 1).clamp(1, cap) as u64
+        }
         PlaceStatus::Waiting { eta_seconds, .. } => {
             eta_seconds.map_or(5, |eta| eta / 4).clamp(1, cap) as u64
         }
@@ -157,10 +162,10 @@ mod tests {
             position: 1,
             eta_seconds: Some(eta),
         };
-        assert_eq!(retry_after_seconds(&waiting(0), &p), 1);
-        assert_eq!(retry_after_seconds(&waiting(8), &p), 2);
+        assert_eq!(retry_after_seconds(&waiting(0), &p, t(0)), 1);
+        assert_eq!(retry_after_seconds(&waiting(8), &p, t(0)), 2);
         assert_eq!(
-            retry_after_seconds(&waiting(600), &p),
+            retry_after_seconds(&waiting(600), &p, t(0)),
             30,
             "a full room's front polls slowly"
         );
@@ -169,9 +174,22 @@ mod tests {
             ..p
         };
         assert_eq!(
-            retry_after_seconds(&waiting(600), &short_claims),
+            retry_after_seconds(&waiting(600), &short_claims, t(0)),
             5,
             "never so slow that an early admission misses its claim"
         );
+    }
+
+    #[test]
+    fn a_pre_queued_place_polls_again_right_after_the_opening() {
+        let p = policy(Some(10), None);
+        let pre = |at| PlaceStatus::PreQueued { opens_at: Some(at) };
+        assert_eq!(retry_after_seconds(&pre(t(600)), &p, t(0)), 30, "far off");
+        assert_eq!(retry_after_seconds(&pre(t(5)), &p, t(0)), 6, "opens_at + 1 s");
+        let half = t(0) + Duration::milliseconds(500);
+        assert_eq!(retry_after_seconds(&pre(half), &p, t(0)), 1);
+        assert_eq!(retry_after_seconds(&pre(t(-3)), &p, t(0)), 1, "opened, draw due");
+        let removed = PlaceStatus::PreQueued { opens_at: None };
+        assert_eq!(retry_after_seconds(&removed, &p, t(0)), 1);
     }
 }

@@ -5,11 +5,13 @@
 //! status of a place ([`status`]) and what a waiting place is told ([`eta`]). Everything is named here too,
 //! so `concert_core::admission::X` is the path the api and the workers use.
 
+pub mod draw;
 pub mod eta;
 pub mod policy;
 pub mod status;
 pub mod step;
 
+pub use draw::{Draw, DrawOrder};
 pub use eta::{eta_seconds, retry_after_seconds, waiting_status, Turnover};
 pub use policy::{
     Policy, CLAIM_SECONDS_RANGE, DEFAULT_CLAIM_SECONDS, DEFAULT_POLICY, MAX_SECONDS, MAX_USERS,

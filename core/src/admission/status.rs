@@ -31,6 +31,11 @@ impl EndReason {
 /// The state of one place in line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlaceStatus {
+    /// Joined before the room opened: waiting for the draw at `opens_at`, with no position yet (shown as
+    /// WAITING). `opens_at` is `None` only when the admin removed it and the draw is moments away.
+    PreQueued {
+        opens_at: Option<DateTime<Utc>>,
+    },
     Waiting {
         position: i64,
         eta_seconds: Option<i64>,
@@ -48,7 +53,7 @@ impl PlaceStatus {
     /// WAITING, ACTIVE, EXPIRED or COMPLETED, as the contract names them.
     pub fn name(&self) -> &'static str {
         match self {
-            Self::Waiting { .. } => "WAITING",
+            Self::PreQueued { .. } | Self::Waiting { .. } => "WAITING",
             Self::Active { .. } => "ACTIVE",
             Self::Expired { .. } => "EXPIRED",
             Self::Completed => "COMPLETED",

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use concert_core::admission::Policy;
+use concert_core::admission::{Draw, Policy};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -58,7 +58,7 @@ struct LivePlaceRow {
 
 /// The live place of each of these (concert, user) pairs that has one: not completed, not ended (an
 /// unclaimed admission ends the place), and either still
-/// waiting or inside an admission step whose window is open. Run with the rooms locked, so no frontier
+/// waiting (its line number, see `admission::draw`, beyond the frontier) or inside an admission step whose window is open. Run with the rooms locked, so no frontier
 /// moves underneath.
 ///
 /// One newest-first probe of `queue_entries_by_user` per pair, by construction (a LIMIT 1 per pair in
@@ -79,9 +79,10 @@ pub(crate) async fn live_places(
              SELECT q.seq, q.joined_at FROM queue_entries q
              WHERE q.concert_id = w.concert_id AND q.user_id = w.user_id
                AND q.completed_at IS NULL AND q.ended_at IS NULL
-               AND (q.seq > r.admitted_upto OR EXISTS (
+               -- no line number yet: waiting for the draw or for the step that numbers it
+               AND (q.line_no IS NULL OR q.line_no > r.admitted_upto OR EXISTS (
                      SELECT 1 FROM admissions a
-                     WHERE a.concert_id = q.concert_id AND a.upto_seq >= q.seq AND a.from_seq <= q.seq
+                     WHERE a.concert_id = q.concert_id AND a.upto_seq >= q.line_no AND a.from_seq <= q.line_no
                        AND a.active_until > now()
                        -- unclaimed past its claim deadline: the api already calls it EXPIRED, even
                        -- before the ticker settles it (1 second = CLAIM_GRACE_MS)
@@ -109,6 +110,11 @@ pub(crate) async fn live_places(
 /// Writes the places a run of joins handed out and moves each room's `last_seq` to `last_seq[concert]`,
 /// two statements for the lot. The rooms are locked by [`lock_rooms`]; the seq primary key and the
 /// `admitted_within_joined` check guard the result.
+///
+/// The room's update also keeps the pre-queue: a room before its `opens_at` (not drawn yet) counts the new
+/// places as pre-queued (`prequeue_upto`), and a room whose opening has come is drawn first, in the same
+/// statement (see [`draw_if_due`]), so a place joining after the opening never enters the draw. The places
+/// are then written with their line number: none while pre-queued (the draw gives it), their seq otherwise.
 pub(crate) async fn append_places(
     conn: &mut PgConnection,
     places: &[NewPlace],
@@ -120,29 +126,31 @@ pub(crate) async fn append_places(
     let concerts: Vec<Uuid> = places.iter().map(|p| p.concert_id).collect();
     let seqs: Vec<i64> = places.iter().map(|p| p.seq).collect();
     let users: Vec<Uuid> = places.iter().map(|p| p.user_id).collect();
-    sqlx::query!(
-        "INSERT INTO queue_entries (concert_id, seq, user_id, joined_at)
-         SELECT w.concert_id, w.seq, w.user_id, now()
-         FROM UNNEST($1::uuid[], $2::bigint[], $3::uuid[]) AS w(concert_id, seq, user_id)",
-        &concerts,
-        &seqs,
-        &users,
-    )
-    .execute(&mut *conn)
-    .await
-    .context("appending places in line")?;
-    let mut rooms: Vec<Uuid> = concerts;
+    let mut rooms: Vec<Uuid> = concerts.clone();
     rooms.sort_unstable();
     rooms.dedup();
     let lasts: Vec<i64> = rooms.iter().map(|c| last_seq[c]).collect();
+    // Every SET expression reads the row as it was: the draw takes the places pre-queued before this run.
     let moved = sqlx::query!(
-        "UPDATE waiting_rooms r SET last_seq = w.last_seq, updated_at = now()
+        "UPDATE waiting_rooms r SET last_seq = w.last_seq, updated_at = now(),
+             drawn_at = CASE WHEN r.drawn_at IS NULL
+                  AND (r.opens_at <= now() OR (r.opens_at IS NULL AND r.prequeue_upto > 0))
+                 THEN now() ELSE r.drawn_at END,
+             draw_seed = CASE WHEN r.drawn_at IS NULL
+                  AND (r.opens_at <= now() OR (r.opens_at IS NULL AND r.prequeue_upto > 0))
+                 THEN decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex')
+                 ELSE r.draw_seed END,
+             draw_places = CASE WHEN r.drawn_at IS NULL
+                  AND (r.opens_at <= now() OR (r.opens_at IS NULL AND r.prequeue_upto > 0))
+                 THEN r.prequeue_upto ELSE r.draw_places END,
+             prequeue_upto = CASE WHEN r.drawn_at IS NULL AND r.opens_at > now()
+                 THEN w.last_seq ELSE r.prequeue_upto END
          FROM UNNEST($1::uuid[], $2::bigint[]) AS w(concert_id, last_seq)
          WHERE r.concert_id = w.concert_id AND r.last_seq < w.last_seq",
         &rooms,
         &lasts,
     )
-    .execute(conn)
+    .execute(&mut *conn)
     .await
     .context("moving the rooms' last seq")?
     .rows_affected();
@@ -151,6 +159,19 @@ pub(crate) async fn append_places(
         "{moved} of {} locked rooms took their new places",
         rooms.len()
     );
+    sqlx::query!(
+        "INSERT INTO queue_entries (concert_id, seq, user_id, joined_at, line_no)
+         SELECT w.concert_id, w.seq, w.user_id, now(),
+                CASE WHEN r.drawn_at IS NULL AND r.opens_at IS NOT NULL THEN NULL ELSE w.seq END
+         FROM UNNEST($1::uuid[], $2::bigint[], $3::uuid[]) AS w(concert_id, seq, user_id)
+         JOIN waiting_rooms r ON r.concert_id = w.concert_id",
+        &concerts,
+        &seqs,
+        &users,
+    )
+    .execute(conn)
+    .await
+    .context("appending places in line")?;
     Ok(())
 }
 
@@ -181,13 +202,16 @@ pub(crate) async fn complete_places(
     Ok(())
 }
 
-/// Concerts with someone waiting to be admitted, or with admission steps whose claim deadline passed and
+/// Concerts with someone waiting to be admitted (not before the room's opening), a draw due, or with
+/// admission steps whose claim deadline passed and
 /// whose unclaimed places are still to be ended.
 pub(crate) async fn rooms_with_work(conn: &mut PgConnection) -> anyhow::Result<Vec<Uuid>> {
     // A UNION's column carries no table, so the macro cannot tell it is never NULL; an alias marking it
     // would also rename what ORDER BY refers to, hence the check here.
     let ids: Vec<Option<Uuid>> = sqlx::query_scalar!(
-        "SELECT concert_id FROM waiting_rooms WHERE admitted_upto < last_seq
+        "SELECT concert_id FROM waiting_rooms
+         WHERE (admitted_upto < last_seq AND NOT (drawn_at IS NULL AND opens_at > now()))
+            OR (drawn_at IS NULL AND opens_at <= now())
          UNION
          SELECT DISTINCT concert_id FROM admissions
          WHERE NOT claims_settled AND claim_until + make_interval(secs => $1) <= now()
@@ -237,7 +261,7 @@ pub(crate) async fn end_unclaimed(
         "WITH target AS (
              SELECT q.seq FROM queue_entries q
              JOIN unnest($2::bigint[], $3::bigint[]) r(from_seq, upto_seq)
-               ON q.seq BETWEEN r.from_seq AND r.upto_seq
+               ON q.line_no BETWEEN r.from_seq AND r.upto_seq
              WHERE q.concert_id = $1 AND q.claimed_at IS NULL AND q.completed_at IS NULL
                AND q.ended_at IS NULL
              ORDER BY q.seq
@@ -274,6 +298,17 @@ pub(crate) struct RoomForAdmission {
     pub admitted_upto: i64,
     pub next_admit_at: Option<DateTime<Utc>>,
     pub now: DateTime<Utc>,
+    /// When the room opens; with no draw yet and `now` before it, nobody is admitted.
+    pub opens_at: Option<DateTime<Utc>>,
+    /// The room's draw, once made.
+    pub draw: Option<Draw>,
+}
+
+impl RoomForAdmission {
+    /// Still before the opening: the pre-queue waits for the draw.
+    pub fn before_opening(&self) -> bool {
+        self.draw.is_none() && self.opens_at.is_some_and(|at| self.now < at)
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -288,6 +323,9 @@ struct RoomRow {
     admitted_upto: i64,
     next_admit_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
+    opens_at: Option<DateTime<Utc>>,
+    draw_seed: Option<Vec<u8>>,
+    draw_places: Option<i64>,
 }
 
 /// Locks the room for an admission step. Waits at most a moment for a join batch or another ticker
@@ -303,7 +341,8 @@ pub(crate) async fn lock_room_for_admission(
     let row: Option<RoomRow> = sqlx::query_as!(
         RoomRow,
         r#"SELECT max_active_users, admit_per_interval, interval_seconds, active_seconds, hold_seconds,
-                claim_seconds, last_seq, admitted_upto, next_admit_at, now() AS "now!"
+                claim_seconds, last_seq, admitted_upto, next_admit_at, now() AS "now!",
+                opens_at, draw_seed, draw_places
          FROM waiting_rooms WHERE concert_id = $1
          FOR UPDATE"#,
         concert_id,
@@ -324,7 +363,64 @@ pub(crate) async fn lock_room_for_admission(
         admitted_upto: r.admitted_upto,
         next_admit_at: r.next_admit_at,
         now: r.now,
+        opens_at: r.opens_at,
+        draw: match (r.draw_seed, r.draw_places) {
+            (Some(seed), Some(places)) => Draw::from_parts(&seed, places),
+            _ => None,
+        },
     }))
+}
+
+/// Makes the room's draw if its opening has come (or its `opens_at` was removed with places pre-queued):
+/// one row update under the room lock, recording a seed of 32 random bytes drawn by Postgres and the
+/// places pre-queued so far. Returns the draw it made, if it made one.
+pub(crate) async fn draw_if_due(
+    conn: &mut PgConnection,
+    concert_id: Uuid,
+) -> anyhow::Result<Option<Draw>> {
+    let row = sqlx::query!(
+        r#"UPDATE waiting_rooms SET drawn_at = now(), draw_places = prequeue_upto, updated_at = now(),
+             draw_seed = decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex')
+         WHERE concert_id = $1 AND drawn_at IS NULL
+           AND (opens_at <= now() OR (opens_at IS NULL AND prequeue_upto > 0))
+         RETURNING draw_seed AS "draw_seed!", draw_places AS "draw_places!""#,
+        concert_id,
+    )
+    .fetch_optional(conn)
+    .await
+    .context("drawing the pre-queue's order")?;
+    Ok(row.and_then(|r| Draw::from_parts(&r.draw_seed, r.draw_places)))
+}
+
+/// Writes the line numbers the draw gave to the places an admission step is about to admit (pairs of
+/// seq and line number), so that every statement over admitted places finds them by line number.
+pub(crate) async fn number_lines(
+    conn: &mut PgConnection,
+    concert_id: Uuid,
+    seqs: &[i64],
+    lines: &[i64],
+) -> anyhow::Result<()> {
+    if seqs.is_empty() {
+        return Ok(());
+    }
+    let numbered = sqlx::query!(
+        "UPDATE queue_entries q SET line_no = w.line_no
+         FROM unnest($2::bigint[], $3::bigint[]) AS w(seq, line_no)
+         WHERE q.concert_id = $1 AND q.seq = w.seq AND q.line_no IS NULL",
+        concert_id,
+        seqs,
+        lines,
+    )
+    .execute(conn)
+    .await
+    .context("numbering drawn places")?
+    .rows_affected();
+    anyhow::ensure!(
+        numbered == seqs.len() as u64,
+        "{numbered} of {} drawn places took their line number",
+        seqs.len()
+    );
+    Ok(())
 }
 
 /// Did this error come from waiting too long for a lock (`lock_not_available`)?
@@ -342,7 +438,7 @@ pub(crate) async fn active_count(conn: &mut PgConnection, concert_id: Uuid) -> a
          FROM admissions a
          CROSS JOIN LATERAL (
              SELECT count(*) AS n FROM queue_entries q
-             WHERE q.concert_id = a.concert_id AND q.seq BETWEEN a.from_seq AND a.upto_seq
+             WHERE q.concert_id = a.concert_id AND q.line_no BETWEEN a.from_seq AND a.upto_seq
                AND (q.completed_at IS NOT NULL OR q.ended_at IS NOT NULL)) done
          WHERE a.concert_id = $1 AND a.active_until > now()"#,
         concert_id,
@@ -397,4 +493,91 @@ pub(crate) async fn admit(conn: &mut PgConnection, step: &AdmissionStep) -> anyh
     .await
     .context("recording the admission step")?;
     Ok(true)
+}
+
+/// Whether a place in line can still take holds and payments, as a run of them found it (locked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PlaceState {
+    pub user_id: Uuid,
+    /// A checkout completed it.
+    pub completed: bool,
+    /// It ended unclaimed.
+    pub ended: bool,
+}
+
+/// How a run locks the places its commands were sent with: holds share them (so a checkout that completes
+/// the place waits for them, and they for it), a checkout takes them for update (two checkouts of one place
+/// on two dates, on two partitions, take turns: the second finds the place completed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PlaceLock {
+    Share,
+    Update,
+}
+
+#[derive(sqlx::FromRow)]
+struct PlaceStateRow {
+    concert_id: Uuid,
+    seq: i64,
+    user_id: Uuid,
+    completed: bool,
+    ended: bool,
+}
+
+/// Locks these places (concert, seq) in that order, the order the claim writer and the ticker lock them in,
+/// so none of them can deadlock with another, and says whether each is completed or ended. Places that do
+/// not exist are absent. One probe of the primary key per place: the lock sits in a LATERAL subquery keyed
+/// by the place, which the planner never flattens.
+///
+/// Lock order: places before holds, users and seats. The api's answer is not enough on its own: a hold
+/// applied on one date while a checkout on another date completes the same place would otherwise be granted
+/// after the checkout looked for the payer's live holds, and never be released.
+pub(crate) async fn lock_places(
+    conn: &mut PgConnection,
+    places: &[(Uuid, i64)],
+    lock: PlaceLock,
+) -> anyhow::Result<HashMap<(Uuid, i64), PlaceState>> {
+    let (concerts, seqs): (Vec<Uuid>, Vec<i64>) = places.iter().copied().unzip();
+    let rows: Vec<PlaceStateRow> = match lock {
+        PlaceLock::Share => sqlx::query_as!(
+            PlaceStateRow,
+            r#"SELECT w.concert_id AS "concert_id!", w.seq AS "seq!", q.user_id,
+                    q.completed_at IS NOT NULL AS "completed!", q.ended_at IS NOT NULL AS "ended!"
+             FROM (SELECT DISTINCT * FROM UNNEST($1::uuid[], $2::bigint[]) ORDER BY 1, 2) AS w(concert_id, seq)
+             CROSS JOIN LATERAL (
+                 SELECT q.user_id, q.completed_at, q.ended_at FROM queue_entries q
+                 WHERE q.concert_id = w.concert_id AND q.seq = w.seq
+                 FOR SHARE) q"#,
+            &concerts,
+            &seqs,
+        )
+        .fetch_all(conn)
+        .await
+        .context("locking places in line (share)")?,
+        PlaceLock::Update => sqlx::query_as!(
+            PlaceStateRow,
+            r#"SELECT w.concert_id AS "concert_id!", w.seq AS "seq!", q.user_id,
+                    q.completed_at IS NOT NULL AS "completed!", q.ended_at IS NOT NULL AS "ended!"
+             FROM (SELECT DISTINCT * FROM UNNEST($1::uuid[], $2::bigint[]) ORDER BY 1, 2) AS w(concert_id, seq)
+             CROSS JOIN LATERAL (
+                 SELECT q.user_id, q.completed_at, q.ended_at FROM queue_entries q
+                 WHERE q.concert_id = w.concert_id AND q.seq = w.seq
+                 FOR NO KEY UPDATE) q"#,
+            &concerts,
+            &seqs,
+        )
+        .fetch_all(conn)
+        .await
+        .context("locking places in line (update)")?,
+    };
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let state = PlaceState {
+                user_id: r.user_id,
+                completed: r.completed,
+                ended: r.ended,
+            };
+            ((r.concert_id, r.seq), state)
+        })
+        .collect())
 }
