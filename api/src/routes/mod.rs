@@ -33,6 +33,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/concerts/{concert_id}/queue", post(queue::join))
         .route("/v1/queue/status", get(queue::status))
         .route("/v1/queue/events", get(queue_events::events))
+        .route(
+            "/v1/concerts/{concert_id}/queue/challenge",
+            get(queue::challenge),
+        )
         .route("/v1/holds", post(bookings::hold))
         .route("/v1/holds/{hold_id}", delete(bookings::release))
         .route("/v1/payments", post(bookings::pay))
