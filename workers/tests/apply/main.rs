@@ -2,9 +2,11 @@
 //! one fresh database per test.
 
 mod background;
+mod cancels;
 mod helpers;
 mod holds;
 mod joins;
 mod payments;
 mod plans;
+mod pre_queue;
 mod redelivery;
