@@ -32,8 +32,8 @@ async function readBody(response) {
  * One HTTP call. `auth` is an access or admin token, `queueToken` an `X-Queue-Token`. Answers the parsed body
  * with `status` and the response headers; throws ApiProblem on any non-2xx.
  */
-export async function call(method, path, { body, auth, queueToken, wait } = {}) {
-  const headers = { Accept: "application/json" };
+export async function call(method, path, { body, auth, queueToken, wait, extraHeaders } = {}) {
+  const headers = { Accept: "application/json", ...extraHeaders };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (auth) headers.Authorization = `Bearer ${auth}`;
   if (queueToken) headers["X-Queue-Token"] = queueToken;
@@ -90,6 +90,7 @@ const PLAIN_WORDS = {
   QUEUE_TOKEN_INVALID: "Your place in the waiting room is not valid any more. Join again.",
   QUEUE_NOT_ADMITTED: "It is not your turn yet: you are still in the waiting room.",
   QUEUE_TOKEN_EXPIRED: "Your booking window has ended. Join the waiting room again.",
+  QUEUE_PROOF_INVALID: "Your browser's check before joining did not pass. Please join again.",
   CONCERT_NOT_FOUND: "That concert does not exist (any more).",
   DATE_NOT_FOUND: "That date does not exist (any more).",
   DATE_CLOSED: "That date has already started, so it can no longer be booked.",
