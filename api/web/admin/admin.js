@@ -98,7 +98,15 @@ async function loadRoom() {
   for (const field of POLICY_FIELDS) form.elements[field].value = view[field] ?? "";
   // `claim_seconds` appears only on servers that know it; sending it to others would be ignored.
   $("claim-label").hidden = !("claim_seconds" in view);
+  form.elements.opens_at.value = view.opens_at ? localInput(new Date(view.opens_at)) : "";
+  form.elements.join_proof_bits.value = view.join_proof_bits ?? 0;
   showFigures(view);
+}
+
+/** A time as a datetime-local input's value, in the admin's own time zone. */
+function localInput(date) {
+  const local = new Date(date.getTime() - date.getTimezoneOffset() * 60_000);
+  return local.toISOString().slice(0, 19);
 }
 
 $("policy-form").addEventListener("submit", action(async (event) => {
@@ -109,6 +117,10 @@ $("policy-form").addEventListener("submit", action(async (event) => {
     if (field === "claim_seconds" && $("claim-label").hidden) continue;
     policy[field] = text === "" ? null : Number(text);
   }
+  // The pre-queue's opening (null: none) and the proof of work; both keep their value when not sent.
+  const opensAt = form.elements.opens_at.value;
+  policy.opens_at = opensAt ? new Date(opensAt).toISOString() : null;
+  policy.join_proof_bits = Number(form.elements.join_proof_bits.value || 0);
   $("policy-saved").hidden = true;
   const { data } = await call("PUT", `/v1/admin/concerts/${concertId}/waiting-room`, { auth: adminToken(), body: policy });
   $("policy-saved").hidden = false;
@@ -136,6 +148,11 @@ function showFigures(view) {
   $("fig-admitted").textContent = String(view.admitted_total);
   $("fig-abandoned").textContent = view.abandoned_total === undefined ? "—" : String(view.abandoned_total);
   $("fig-rate").textContent = admittedPerMinute(now);
+  $("fig-pre-queued").textContent = view.pre_queued === undefined ? "—" : String(view.pre_queued);
+  $("fig-opening").textContent = view.draw
+    ? `drawn ${new Date(view.draw.drawn_at).toLocaleTimeString()}: ${view.draw.places} places in random order`
+    : view.opens_at ? `opens ${new Date(view.opens_at).toLocaleString()}` : "open";
+  $("fig-opening").title = view.draw ? view.draw.method : "";
   $("live-updated").textContent = `updated ${new Date(now).toLocaleTimeString()}`;
   drawChart();
 }
