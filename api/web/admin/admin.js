@@ -99,6 +99,7 @@ async function loadRoom() {
   // `claim_seconds` appears only on servers that know it; sending it to others would be ignored.
   $("claim-label").hidden = !("claim_seconds" in view);
   form.elements.opens_at.value = view.opens_at ? localInput(new Date(view.opens_at)) : "";
+  form.elements.opens_at.dataset.loaded = form.elements.opens_at.value;
   form.elements.join_proof_bits.value = view.join_proof_bits ?? 0;
   showFigures(view);
 }
@@ -118,8 +119,9 @@ $("policy-form").addEventListener("submit", action(async (event) => {
     policy[field] = text === "" ? null : Number(text);
   }
   // The pre-queue's opening (null: none) and the proof of work; both keep their value when not sent.
+  // Sent only when edited: the field shows whole seconds, and an opened room refuses any other value.
   const opensAt = form.elements.opens_at.value;
-  policy.opens_at = opensAt ? new Date(opensAt).toISOString() : null;
+  if (opensAt !== form.elements.opens_at.dataset.loaded) policy.opens_at = opensAt ? new Date(opensAt).toISOString() : null;
   policy.join_proof_bits = Number(form.elements.join_proof_bits.value || 0);
   $("policy-saved").hidden = true;
   const { data } = await call("PUT", `/v1/admin/concerts/${concertId}/waiting-room`, { auth: adminToken(), body: policy });
