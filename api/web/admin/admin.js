@@ -126,6 +126,7 @@ $("policy-form").addEventListener("submit", action(async (event) => {
   $("policy-saved").hidden = true;
   const { data } = await call("PUT", `/v1/admin/concerts/${concertId}/waiting-room`, { auth: adminToken(), body: policy });
   $("policy-saved").hidden = false;
+  form.elements.opens_at.dataset.loaded = form.elements.opens_at.value;
   showFigures(data);
 }));
 
