@@ -3,7 +3,10 @@
 //! `KAFKA_BROKERS`.
 
 mod balance;
+mod box_office;
+mod cancellations;
 mod catalog;
+mod checkout;
 mod claim_races;
 mod claims;
 mod dead_letters;
@@ -18,7 +21,9 @@ mod operations;
 mod outbox;
 mod payments;
 mod plans;
+mod pre_queue;
 mod queue_events;
+mod queue_proof;
 mod races;
 mod refusals;
 mod requests;

@@ -210,7 +210,7 @@ pub(crate) async fn rooms_with_work(conn: &mut PgConnection) -> anyhow::Result<V
     // would also rename what ORDER BY refers to, hence the check here.
     let ids: Vec<Option<Uuid>> = sqlx::query_scalar!(
         "SELECT concert_id FROM waiting_rooms
-         WHERE (admitted_upto < last_seq AND NOT (drawn_at IS NULL AND opens_at > now()))
+         WHERE (admitted_upto < last_seq AND NOT (drawn_at IS NULL AND COALESCE(opens_at > now(), false)))
             OR (drawn_at IS NULL AND opens_at <= now())
          UNION
          SELECT DISTINCT concert_id FROM admissions
