@@ -124,6 +124,11 @@ pub struct Args {
     /// step, and report push latency and memory per stream (writes streams.json).
     #[arg(long)]
     pub streams: Option<usize>,
+    /// Instead of the on-sale: N fans join a room before its opening, which is then set 4 s ahead; reports
+    /// the time from the opening to the draw and to the last place having a position, and how long joins
+    /// paused around it (writes prequeue.json).
+    #[arg(long)]
+    pub prequeue: Option<usize>,
     /// The api process whose memory `--streams` reads [default: the one concert-api process].
     #[arg(long)]
     pub api_pid: Option<u32>,

@@ -74,6 +74,15 @@ async fn main() -> ExitCode {
             }
         };
     }
+    if let Some(n) = args.prequeue {
+        return match phases::prequeue::run(&args, n).await {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("concert-bench --prequeue: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     match run(&args).await {
         Ok(h) => {
             let failures = h.failures();

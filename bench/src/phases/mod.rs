@@ -6,6 +6,7 @@ pub mod context;
 pub mod holds;
 pub mod joins;
 pub mod on_sale;
+pub mod prequeue;
 
 use std::sync::Arc;
 use std::time::Duration;
