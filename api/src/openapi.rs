@@ -12,7 +12,7 @@ use crate::routes::{admin, bookings, catalog, ops, queue, queue_events, requests
     paths(
         users::sign_up, users::balance, users::charge, users::history, users::reservations, users::holds,
         catalog::concerts, catalog::dates, catalog::seats,
-        queue::join, queue::status, queue_events::events,
+        queue::join, queue::challenge, queue::status, queue_events::events,
         bookings::hold, bookings::release, bookings::pay,
         requests::poll,
         admin::create_concert, admin::set_policy, admin::get_policy,

@@ -17,6 +17,9 @@ pub enum ErrorCode {
     QueueTokenInvalid,
     QueueNotAdmitted,
     QueueTokenExpired,
+    /// A join without the proof of work its room asks for, or with a wrong, expired, used or someone
+    /// else's one.
+    QueueProofInvalid,
     ConcertNotFound,
     DateNotFound,
     SeatNotFound,
@@ -45,7 +48,7 @@ impl ErrorCode {
     pub fn status(self) -> u16 {
         use ErrorCode::*;
         match self {
-            ValidationFailed => 400,
+            ValidationFailed | QueueProofInvalid => 400,
             Unauthorized | QueueTokenInvalid | QueueTokenExpired => 401,
             Forbidden | QueueNotAdmitted => 403,
             ConcertNotFound | DateNotFound | SeatNotFound | HoldNotFound | UserNotFound
@@ -72,6 +75,7 @@ impl ErrorCode {
             QueueTokenInvalid => "The queue token is not valid",
             QueueNotAdmitted => "Not admitted from the waiting room yet",
             QueueTokenExpired => "The queue token has ended",
+            QueueProofInvalid => "The proof of work for joining is not valid",
             ConcertNotFound => "Concert not found",
             DateNotFound => "Concert date not found",
             SeatNotFound => "Seat not found",

@@ -104,9 +104,11 @@ pub(crate) async fn active_windows(
     let rows = sqlx::query!(
         r#"SELECT w.concert_id AS "concert_id!", w.seq AS "seq!", a.active_until AS "active_until!"
          FROM (SELECT DISTINCT * FROM UNNEST($1::uuid[], $2::bigint[])) AS w(concert_id, seq)
+         -- steps count in line numbers (a drawn place's differs from its seq; none yet: not admitted)
+         JOIN queue_entries q ON q.concert_id = w.concert_id AND q.seq = w.seq
          JOIN LATERAL (
              SELECT active_until FROM admissions a
-             WHERE a.concert_id = w.concert_id AND a.upto_seq >= w.seq AND a.from_seq <= w.seq
+             WHERE a.concert_id = w.concert_id AND a.upto_seq >= q.line_no AND a.from_seq <= q.line_no
              ORDER BY a.upto_seq
              LIMIT 1) a ON true"#,
         &concerts,
