@@ -98,7 +98,9 @@ pub fn check(
             _ => invalid("the challenge is not one of ours"),
         })?;
     if claims.uid != user || claims.cid != concert {
-        return Err(invalid("the challenge was issued to another user or concert"));
+        return Err(invalid(
+            "the challenge was issued to another user or concert",
+        ));
     }
     if claims.bits < room_bits {
         return Err(invalid("the room asks for more work than this challenge"));
@@ -133,10 +135,16 @@ mod tests {
                 })
                 .sum::<u32>();
             assert!(has_leading_zero_bits(&text, zeros), "{text}: {zeros}");
-            assert!(!has_leading_zero_bits(&text, zeros + 1), "{text}: {zeros}+1");
+            assert!(
+                !has_leading_zero_bits(&text, zeros + 1),
+                "{text}: {zeros}+1"
+            );
             assert!(has_leading_zero_bits(&text, 0));
             seen_zero_byte |= zeros >= 8;
         }
-        assert!(seen_zero_byte, "5,000 tries find a digest with a zero first byte");
+        assert!(
+            seen_zero_byte,
+            "5,000 tries find a digest with a zero first byte"
+        );
     }
 }

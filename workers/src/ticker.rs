@@ -119,7 +119,10 @@ async fn admit_room(pool: &PgPool, concert_id: Uuid, orders: &mut Orders) -> any
     }
     tx.commit().await.context("committing the admission step")?;
     if let (true, Some(draw)) = (drew, &room.draw) {
-        tracing::info!(places = draw.places, "drew the pre-queue's order at the opening");
+        tracing::info!(
+            places = draw.places,
+            "drew the pre-queue's order at the opening"
+        );
     }
     if abandoned > 0 {
         tracing::debug!(abandoned, "ended unclaimed places");

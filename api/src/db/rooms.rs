@@ -451,8 +451,10 @@ pub async fn unuse_proof(pool: &PgPool, challenge: &str) -> Result<(), sqlx::Err
 
 /// Forgets used challenges that have expired (an expired challenge is refused anyway).
 pub async fn prune_used_proofs(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query!("DELETE FROM queue_proofs_used WHERE expires_at < now() - interval '1 minute'")
-        .execute(pool)
-        .await?;
+    let done = sqlx::query!(
+        "DELETE FROM queue_proofs_used WHERE expires_at < now() - interval '1 minute'"
+    )
+    .execute(pool)
+    .await?;
     Ok(done.rows_affected())
 }

@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use crate::db;
 use crate::error::{problem_response, ApiError, ApiResult};
-use crate::queue_proof;
 use crate::extract::{ApiPath, AuthUser, IdempotencyKey, PreferWait, QueueTokenHeader};
+use crate::queue_proof;
 use crate::rooms::KnownPlace;
 use crate::routes::catalog::ensure_concert;
 use crate::state::AppState;

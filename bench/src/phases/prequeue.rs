@@ -63,7 +63,10 @@ pub async fn run(args: &Args, n: usize) -> anyhow::Result<PrequeueFigures> {
         Outcome::Done(v) => v,
         other => bail!("creating the concert failed: {other:?}"),
     };
-    let concert_id = created["concert_id"].as_str().context("concert_id")?.to_owned();
+    let concert_id = created["concert_id"]
+        .as_str()
+        .context("concert_id")?
+        .to_owned();
     // Far ahead while the crowd joins; moved close once everyone is in (allowed before the opening).
     set_policy(&api, &concert_id, Utc::now() + chrono::Duration::hours(6)).await?;
 
@@ -80,7 +83,10 @@ pub async fn run(args: &Args, n: usize) -> anyhow::Result<PrequeueFigures> {
         .collect()
         .await;
     let seconds_to_join = started.elapsed().as_secs_f64();
-    eprintln!("prequeue: {} of {n} joined in {seconds_to_join:.1}s", tokens.len());
+    eprintln!(
+        "prequeue: {} of {n} joined in {seconds_to_join:.1}s",
+        tokens.len()
+    );
     if tokens.len() < n {
         bail!("only {} of {n} joined", tokens.len());
     }
@@ -127,7 +133,10 @@ pub async fn run(args: &Args, n: usize) -> anyhow::Result<PrequeueFigures> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !pending.is_empty() {
         if Instant::now() > deadline {
-            bail!("{} sampled places had no position 60 s after the opening", pending.len());
+            bail!(
+                "{} sampled places had no position 60 s after the opening",
+                pending.len()
+            );
         }
         let checked: Vec<(String, bool)> = futures::stream::iter(pending.clone())
             .map(|token| {
@@ -143,7 +152,11 @@ pub async fn run(args: &Args, n: usize) -> anyhow::Result<PrequeueFigures> {
             .await;
         let now = Utc::now();
         let before = pending.len();
-        pending = checked.into_iter().filter(|(_, p)| !p).map(|(t, _)| t).collect();
+        pending = checked
+            .into_iter()
+            .filter(|(_, p)| !p)
+            .map(|(t, _)| t)
+            .collect();
         if pending.len() < before {
             last_position_at = now;
         }
@@ -220,7 +233,10 @@ pub async fn run(args: &Args, n: usize) -> anyhow::Result<PrequeueFigures> {
         serde_json::to_vec_pretty(&figures)?,
     )?;
     if figures.distinct_positions != n {
-        bail!("{} distinct positions for {n} places", figures.distinct_positions);
+        bail!(
+            "{} distinct positions for {n} places",
+            figures.distinct_positions
+        );
     }
     Ok(figures)
 }

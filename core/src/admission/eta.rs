@@ -185,10 +185,18 @@ mod tests {
         let p = policy(Some(10), None);
         let pre = |at| PlaceStatus::PreQueued { opens_at: Some(at) };
         assert_eq!(retry_after_seconds(&pre(t(600)), &p, t(0)), 30, "far off");
-        assert_eq!(retry_after_seconds(&pre(t(5)), &p, t(0)), 6, "opens_at + 1 s");
+        assert_eq!(
+            retry_after_seconds(&pre(t(5)), &p, t(0)),
+            6,
+            "opens_at + 1 s"
+        );
         let half = t(0) + Duration::milliseconds(500);
         assert_eq!(retry_after_seconds(&pre(half), &p, t(0)), 1);
-        assert_eq!(retry_after_seconds(&pre(t(-3)), &p, t(0)), 1, "opened, draw due");
+        assert_eq!(
+            retry_after_seconds(&pre(t(-3)), &p, t(0)),
+            1,
+            "opened, draw due"
+        );
         let removed = PlaceStatus::PreQueued { opens_at: None };
         assert_eq!(retry_after_seconds(&removed, &p, t(0)), 1);
     }

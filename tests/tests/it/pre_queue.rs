@@ -88,7 +88,10 @@ async fn the_pre_queue_is_drawn_at_the_opening_the_same_through_every_instance()
     for resp in &joins {
         let body = resp.expect(201);
         assert_eq!(body["status"], "WAITING", "{body}");
-        assert!(body.get("position").is_none(), "no position before the opening: {body}");
+        assert!(
+            body.get("position").is_none(),
+            "no position before the opening: {body}"
+        );
         tokens.push(body["queue_token"].as_str().unwrap().to_owned());
     }
     // Through either instance: WAITING with opens_at, no position, and a Retry-After never past opens_at + 1 s.
@@ -97,11 +100,16 @@ async fn the_pre_queue_is_drawn_at_the_opening_the_same_through_every_instance()
         let body = resp.expect(200).clone();
         assert_eq!(body["status"], "WAITING", "{body}");
         assert!(body.get("position").is_none(), "{body}");
-        assert_eq!(time(&body["opens_at"]), opens_at.trunc_subsecs_ms(), "{body}");
+        assert_eq!(
+            time(&body["opens_at"]),
+            opens_at.trunc_subsecs_ms(),
+            "{body}"
+        );
         let retry: i64 = resp.header("retry-after").unwrap().parse().unwrap();
         let latest = opens_at + chrono::Duration::seconds(1);
         assert!(
-            Utc::now() + chrono::Duration::seconds(retry) <= latest + chrono::Duration::milliseconds(50),
+            Utc::now() + chrono::Duration::seconds(retry)
+                <= latest + chrono::Duration::milliseconds(50),
             "Retry-After {retry} points past the opening"
         );
     }
@@ -121,7 +129,10 @@ async fn the_pre_queue_is_drawn_at_the_opening_the_same_through_every_instance()
                 .await
                 .unwrap();
         assert_eq!(admitted, 0, "admitted before the opening");
-        assert!(recorded_draw(db, id).await.is_none(), "drawn before the opening");
+        assert!(
+            recorded_draw(db, id).await.is_none(),
+            "drawn before the opening"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -130,13 +141,15 @@ async fn the_pre_queue_is_drawn_at_the_opening_the_same_through_every_instance()
     let (first, second) = loop {
         let first = statuses(&apis[0], &tokens).await;
         let second = statuses(&apis[1], &tokens).await;
-        let all_placed = |s: &[(String, Option<i64>)]| {
-            s.iter().all(|(st, p)| st == "ACTIVE" || p.is_some())
-        };
+        let all_placed =
+            |s: &[(String, Option<i64>)]| s.iter().all(|(st, p)| st == "ACTIVE" || p.is_some());
         if all_placed(&first) && all_placed(&second) {
             break (first, second);
         }
-        assert!(tokio::time::Instant::now() < deadline, "no positions after the opening: {first:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no positions after the opening: {first:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(first, second, "both instances tell the same order");
@@ -176,14 +189,20 @@ async fn the_pre_queue_is_drawn_at_the_opening_the_same_through_every_instance()
             .fetch_one(db)
             .await
             .unwrap();
-    assert!(admitted_at >= opens_at.trunc_subsecs_ms(), "admitted at {admitted_at}, opens at {opens_at}");
+    assert!(
+        admitted_at >= opens_at.trunc_subsecs_ms(),
+        "admitted at {admitted_at}, opens at {opens_at}"
+    );
 
     let room = apis[1].room(id).await;
     assert_eq!(room["pre_queued"], 0, "{room}");
     assert_eq!(room["draw"]["places"], EARLY, "{room}");
     assert!(time(&room["draw"]["drawn_at"]) >= opens_at.trunc_subsecs_ms());
     assert!(
-        room["draw"]["method"].as_str().unwrap_or_default().contains("sha256"),
+        room["draw"]["method"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("sha256"),
         "{room}"
     );
 
@@ -203,17 +222,26 @@ async fn the_pre_queue_is_drawn_at_the_opening_the_same_through_every_instance()
 
     // opens_at cannot move once the room opened; the same value, or none, is fine.
     let moved = apis[0]
-        .put_policy(id, &one_per_hour(Some(opens_at + chrono::Duration::hours(1))))
+        .put_policy(
+            id,
+            &one_per_hour(Some(opens_at + chrono::Duration::hours(1))),
+        )
         .await;
     moved.expect_problem(422, "VALIDATION_FAILED");
     let removed = apis[0]
-        .put_policy(id, &json!({"admit_per_interval": 1, "interval_seconds": 3600,
-            "active_seconds": 600, "hold_seconds": 300, "opens_at": null}))
+        .put_policy(
+            id,
+            &json!({"admit_per_interval": 1, "interval_seconds": 3600,
+            "active_seconds": 600, "hold_seconds": 300, "opens_at": null}),
+        )
         .await;
     removed.expect_problem(422, "VALIDATION_FAILED");
     apis[0].set_policy(id, &one_per_hour(Some(opens_at))).await;
     apis[0].set_policy(id, &one_per_hour(None)).await;
-    assert_eq!(time(&apis[0].room(id).await["opens_at"]), opens_at.trunc_subsecs_ms());
+    assert_eq!(
+        time(&apis[0].room(id).await["opens_at"]),
+        opens_at.trunc_subsecs_ms()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,15 +254,24 @@ async fn opens_at_can_be_moved_or_removed_before_the_opening_and_the_stream_push
     api.set_policy(id, &one_per_hour(Some(far))).await;
     let later = far + chrono::Duration::hours(1);
     api.set_policy(id, &one_per_hour(Some(later))).await;
-    assert_eq!(time(&api.room(id).await["opens_at"]), later.trunc_subsecs_ms());
+    assert_eq!(
+        time(&api.room(id).await["opens_at"]),
+        later.trunc_subsecs_ms()
+    );
     // Omitted keeps it.
     api.set_policy(id, &one_per_hour(None)).await;
-    assert_eq!(time(&api.room(id).await["opens_at"]), later.trunc_subsecs_ms());
+    assert_eq!(
+        time(&api.room(id).await["opens_at"]),
+        later.trunc_subsecs_ms()
+    );
     // Bad values are refused.
-    api.put_policy(id, &json!({"max_active_users": 1, "active_seconds": 60, "hold_seconds": 60,
-            "opens_at": "tomorrow"}))
-        .await
-        .expect_problem(400, "VALIDATION_FAILED");
+    api.put_policy(
+        id,
+        &json!({"max_active_users": 1, "active_seconds": 60, "hold_seconds": 60,
+            "opens_at": "tomorrow"}),
+    )
+    .await
+    .expect_problem(400, "VALIDATION_FAILED");
 
     let users = api.sign_up_many("fan", 3).await;
     let mut tokens = Vec::new();
@@ -328,7 +365,10 @@ async fn several_tickers_open_a_room_once() {
         } else if admitted == 5 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "not admitted after the opening");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not admitted after the opening"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -340,7 +380,11 @@ async fn several_tickers_open_a_room_once() {
     .await
     .unwrap();
     let covered: Vec<i64> = steps.iter().flat_map(|(f, u, _)| *f..=*u).collect();
-    assert_eq!(covered, (1..=5).collect::<Vec<_>>(), "each line once: {steps:?}");
+    assert_eq!(
+        covered,
+        (1..=5).collect::<Vec<_>>(),
+        "each line once: {steps:?}"
+    );
     assert!(steps.iter().all(|s| s.2 >= opens_at.trunc_subsecs_ms()));
     let order = recorded_draw(db, id).await.expect("drawn once").order();
     let numbered: Vec<(i64, i64)> = sqlx::query_as(

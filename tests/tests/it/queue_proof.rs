@@ -47,8 +47,15 @@ async fn challenge(api: &Api, user: &User, concert: Uuid) -> Value {
         .clone()
 }
 
-async fn join_with(api: &Api, user: &User, concert: Uuid, proof: Option<&str>) -> concert_tests::Resp {
-    let mut call = api.post(&format!("/v1/concerts/{concert}/queue")).auth(user);
+async fn join_with(
+    api: &Api,
+    user: &User,
+    concert: Uuid,
+    proof: Option<&str>,
+) -> concert_tests::Resp {
+    let mut call = api
+        .post(&format!("/v1/concerts/{concert}/queue"))
+        .auth(user);
     if let Some(proof) = proof {
         call = call.header("X-Queue-Proof", proof);
     }
@@ -70,9 +77,7 @@ async fn a_join_needs_a_fresh_solved_challenge_of_its_own() {
     let (api, other) = (&stack.apis()[0], &stack.apis()[1]);
     let concert = api.create_concert(1, 1000).await;
     let id = concert.concert_id;
-    let policy = |bits: Value| {
-        json!({"max_active_users": 100, "active_seconds": 600, "hold_seconds": 300, "join_proof_bits": bits})
-    };
+    let policy = |bits: Value| json!({"max_active_users": 100, "active_seconds": 600, "hold_seconds": 300, "join_proof_bits": bits});
     api.put_policy(id, &policy(json!(25)))
         .await
         .expect_problem(400, "VALIDATION_FAILED");
@@ -82,8 +87,11 @@ async fn a_join_needs_a_fresh_solved_challenge_of_its_own() {
     api.set_policy(id, &policy(json!(BITS))).await;
     assert_eq!(api.room(id).await["join_proof_bits"], BITS);
     // Omitted keeps it.
-    api.set_policy(id, &json!({"max_active_users": 100, "active_seconds": 600, "hold_seconds": 300}))
-        .await;
+    api.set_policy(
+        id,
+        &json!({"max_active_users": 100, "active_seconds": 600, "hold_seconds": 300}),
+    )
+    .await;
     assert_eq!(other.room(id).await["join_proof_bits"], BITS);
     // Let the other instance's cache learn the room's difficulty.
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
@@ -100,24 +108,38 @@ async fn a_join_needs_a_fresh_solved_challenge_of_its_own() {
         (&ada, Some(unsolved(&text, BITS)), "unsolved"),
         (&ada, Some(format!("{text}.")), "empty nonce"),
         (&ada, Some("garbage".to_owned()), "garbage"),
-        (&ada, Some(format!("x{}", solve(&text, BITS))), "tampered challenge"),
+        (
+            &ada,
+            Some(format!("x{}", solve(&text, BITS))),
+            "tampered challenge",
+        ),
         (&bob, Some(solve(&text, BITS)), "someone else's"),
     ] {
         let resp = join_with(other, who, id, proof.as_deref()).await;
         resp.expect_problem(400, "QUEUE_PROOF_INVALID");
-        assert!(resp.json.get("request_id").is_none(), "{why}: nothing published");
+        assert!(
+            resp.json.get("request_id").is_none(),
+            "{why}: nothing published"
+        );
     }
     let elsewhere = api.create_concert(1, 1000).await.concert_id;
     api.set_policy(elsewhere, &policy(json!(BITS))).await;
     join_with(api, &ada, elsewhere, Some(&solve(&text, BITS)))
         .await
         .expect_problem(400, "QUEUE_PROOF_INVALID");
-    assert_eq!(places(&stack, id).await, 0, "nothing published for a refused proof");
+    assert_eq!(
+        places(&stack, id).await,
+        0,
+        "nothing published for a refused proof"
+    );
 
     // A rejected attempt did not use it up: the solved one is let in, once.
     let proof = solve(&text, BITS);
     let joined = join_with(other, &ada, id, Some(&proof)).await;
-    let token = joined.expect(201)["queue_token"].as_str().unwrap().to_owned();
+    let token = joined.expect(201)["queue_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // A repeated join with a live place needs no proof.
     let again = join_with(other, &ada, id, None).await;
     assert_eq!(again.expect(201)["queue_token"], json!(token));
@@ -131,12 +153,14 @@ async fn a_join_needs_a_fresh_solved_challenge_of_its_own() {
         .expect_problem(400, "QUEUE_PROOF_INVALID");
     join_with(api, &bob, id, Some(&bob_proof)).await.expect(201);
     // Ada's place ends: her used challenge cannot let her in again.
-    sqlx::query("UPDATE queue_entries SET completed_at = now() WHERE concert_id = $1 AND user_id = $2")
-        .bind(id)
-        .bind(ada.user_id)
-        .execute(stack.db())
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE queue_entries SET completed_at = now() WHERE concert_id = $1 AND user_id = $2",
+    )
+    .bind(id)
+    .bind(ada.user_id)
+    .execute(stack.db())
+    .await
+    .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     join_with(api, &ada, id, Some(&proof))
         .await
@@ -176,17 +200,20 @@ async fn an_expired_challenge_is_refused_and_a_race_of_copies_lets_one_in() {
     // One solved proof sent eight times at once through both instances: one place.
     let ch = challenge(&apis[0], &ada, id).await;
     let proof = solve(ch["challenge"].as_str().unwrap(), 8);
-    let answers = futures::future::join_all(
-        (0..8).map(|i| join_with(&apis[i % 2], &ada, id, Some(&proof))),
-    )
-    .await;
+    let answers =
+        futures::future::join_all((0..8).map(|i| join_with(&apis[i % 2], &ada, id, Some(&proof))))
+            .await;
     let admitted = answers.iter().filter(|r| r.status == 201).count();
     let refused = answers
         .iter()
         .filter(|r| r.status == 400 && r.json["code"] == "QUEUE_PROOF_INVALID")
         .count();
     // A copy arriving after the first join's reply is answered from the live place without a proof.
-    assert!(admitted >= 1, "{:?}", answers.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert!(
+        admitted >= 1,
+        "{:?}",
+        answers.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
     assert_eq!(admitted + refused, 8);
     assert_eq!(places(&stack, id).await, 1, "one place");
 }

@@ -127,21 +127,20 @@ async fn pre_queued_places_are_admitted_in_the_draws_order_then_in_join_order() 
     .await;
     let drawn = draw(&db.pool, show.concert_id).await.expect("drawn");
     assert_eq!(drawn.places, 6);
-    let before: bool = sqlx::query_scalar(
-        "SELECT drawn_at >= opens_at FROM waiting_rooms WHERE concert_id = $1",
-    )
-    .bind(show.concert_id)
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
+    let before: bool =
+        sqlx::query_scalar("SELECT drawn_at >= opens_at FROM waiting_rooms WHERE concert_id = $1")
+            .bind(show.concert_id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     assert!(before, "drawn at the opening, not before");
     let order = drawn.order();
     // The order the method's SQL gives is the one admitted by.
     let sql_order: Vec<(i64, i64)> = sqlx::query_as(&format!("{} ORDER BY seq", Draw::METHOD_SQL))
-    .bind(show.concert_id)
-    .fetch_all(&db.pool)
-    .await
-    .unwrap();
+        .bind(show.concert_id)
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
     for (seq, line) in &sql_order {
         assert_eq!(order.line(*seq), *line, "Rust and SQL agree on seq {seq}");
     }
@@ -159,27 +158,34 @@ async fn pre_queued_places_are_admitted_in_the_draws_order_then_in_join_order() 
         .unwrap();
     assert_eq!(result(&late[0])["seq"], 7);
     // Free every slot: the rest of the draw, then the late joiner, in that order.
-    sqlx::query("UPDATE queue_entries SET completed_at = now() WHERE concert_id = $1 AND line_no <= 3")
-        .bind(show.concert_id)
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE queue_entries SET completed_at = now() WHERE concert_id = $1 AND line_no <= 3",
+    )
+    .bind(show.concert_id)
+    .execute(&db.pool)
+    .await
+    .unwrap();
     eventually("the rest admitted", 10, || async {
         frontier(&db.pool, show.concert_id).await == 6
     })
     .await;
-    sqlx::query("UPDATE queue_entries SET completed_at = now() WHERE concert_id = $1 AND line_no <= 6")
-        .bind(show.concert_id)
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE queue_entries SET completed_at = now() WHERE concert_id = $1 AND line_no <= 6",
+    )
+    .bind(show.concert_id)
+    .execute(&db.pool)
+    .await
+    .unwrap();
     eventually("the late joiner admitted", 10, || async {
         frontier(&db.pool, show.concert_id).await == 7
     })
     .await;
     let numbered = lines(&db.pool, show.concert_id).await;
     let expected: Vec<(i64, Option<i64>)> = (1..=7).map(|s| (s, Some(order.line(s)))).collect();
-    assert_eq!(numbered, expected, "every place numbered by the draw, then by seq");
+    assert_eq!(
+        numbered, expected,
+        "every place numbered by the draw, then by seq"
+    );
     let steps: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT from_seq, upto_seq FROM admissions WHERE concert_id = $1 ORDER BY from_seq",
     )
@@ -188,7 +194,11 @@ async fn pre_queued_places_are_admitted_in_the_draws_order_then_in_join_order() 
     .await
     .unwrap();
     let covered: Vec<i64> = steps.iter().flat_map(|(f, u)| *f..=*u).collect();
-    assert_eq!(covered, (1..=7).collect::<Vec<_>>(), "each line admitted once");
+    assert_eq!(
+        covered,
+        (1..=7).collect::<Vec<_>>(),
+        "each line admitted once"
+    );
 
     stop.send(true).unwrap();
     a.await.unwrap().unwrap();
@@ -218,7 +228,9 @@ async fn the_first_join_after_the_opening_draws_and_is_not_in_the_draw() {
         .await
         .unwrap();
     assert_eq!(result(&late[0])["seq"], 4);
-    let drawn = draw(&db.pool, show.concert_id).await.expect("the join drew");
+    let drawn = draw(&db.pool, show.concert_id)
+        .await
+        .expect("the join drew");
     assert_eq!(drawn.places, 3, "the late joiner is not in the draw");
     assert_eq!(
         lines(&db.pool, show.concert_id).await,
