@@ -8,6 +8,7 @@
 mod admin;
 mod journey;
 mod pages;
+mod pre_queue;
 mod race;
 mod room;
 
