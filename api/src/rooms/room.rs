@@ -178,6 +178,69 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_pre_queued_place_has_no_position_until_the_draw_then_its_drawn_one() {
+        use concert_core::admission::Draw;
+        let mut room = Room::new(Policy {
+            max_active_users: Some(1),
+            ..concert_core::admission::DEFAULT_POLICY
+        });
+        room.last_seq = 5;
+        room.opening = Opening {
+            opens_at: Some(t(60)),
+            prequeue_upto: 5,
+            ..Opening::default()
+        };
+        for seq in 1..=5 {
+            assert_eq!(
+                room.status(seq, t(0)),
+                PlaceStatus::PreQueued {
+                    opens_at: Some(t(60))
+                }
+            );
+        }
+        // The draw and its order arrive together (see `RoomCache::refresh`).
+        let draw = Draw {
+            seed: [7; 32],
+            places: 5,
+        };
+        room.order = Arc::new(draw.order());
+        room.opening.draw = Some(draw);
+        room.last_seq = 6;
+        let positions: Vec<i64> = (1..=6)
+            .map(|seq| match room.status(seq, t(61)) {
+                PlaceStatus::Waiting { position, .. } => position,
+                other => panic!("seq {seq}: {other:?}"),
+            })
+            .collect();
+        let mut sorted = positions.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (1..=6).collect::<Vec<_>>(), "a permutation");
+        assert_eq!(positions[5], 6, "the later joiner follows the draw");
+        assert_eq!(
+            positions,
+            (1..=6).map(|s| room.order.line(s)).collect::<Vec<_>>()
+        );
+        // Line 1 admitted: its step covers the place drawn first, whatever its seq.
+        let first = room.order.seq(1);
+        room.admitted_upto = 1;
+        room.admissions.insert(
+            1,
+            Admission {
+                from_seq: 1,
+                upto_seq: 1,
+                admitted_at: t(61),
+                active_until: t(600),
+                claim_until: t(120),
+            },
+        );
+        assert!(matches!(
+            room.status(first, t(62)),
+            PlaceStatus::Active { .. }
+        ));
+        assert_eq!(room.active(t(62)), 1);
+    }
+
+    #[test]
     fn an_unclaimed_place_frees_its_slot_in_the_estimate() {
         let mut room = room();
         room.claimed.insert(1);
