@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use chrono::{DateTime, Utc};
 use concert_core::admission::PlaceStatus;
 use concert_core::commands::{Command, CommandEnvelope, CommandKind, JoinResult, Outcome, Reply};
 use concert_core::token::QueueClaims;
@@ -326,6 +327,9 @@ pub struct JoinView {
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<i64>,
+    /// When the room opens, for a place that joined before it (no `position` until then).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<DateTime<Utc>>,
 }
 
 pub fn join_view(state: &AppState, user: Uuid, place: &JoinResult) -> JoinView {
@@ -334,13 +338,27 @@ pub fn join_view(state: &AppState, user: Uuid, place: &JoinResult) -> JoinView {
         uid: user,
         seq: place.seq as u64,
     };
-    let status = crate::queue_gate::status(state, &claims);
+    let mut status = crate::queue_gate::status(state, &claims);
+    // The workers said the place joined before the opening; an instance that has not read the room's
+    // opening yet (its cache is refreshed every 250 ms) must not give it a position meanwhile.
+    if place.opens_at.is_some()
+        && matches!(status, PlaceStatus::Waiting { .. })
+        && !state.rooms.has_draw(place.concert_id)
+    {
+        status = PlaceStatus::PreQueued {
+            opens_at: place.opens_at,
+        };
+    }
     JoinView {
         concert_id: place.concert_id,
         queue_token: state.signer.sign_queue(&claims),
         status: status_name(&status),
         position: match status {
             PlaceStatus::Waiting { position, .. } => Some(position),
+            _ => None,
+        },
+        opens_at: match status {
+            PlaceStatus::PreQueued { opens_at } => opens_at,
             _ => None,
         },
     }

@@ -254,6 +254,10 @@ pub struct JoinResult {
     pub concert_id: Uuid,
     pub seq: i64,
     pub joined_at: DateTime<Utc>,
+    /// Set when the place joined before the room's opening (pre-queued, no position until the draw), so
+    /// the api answers it so even before its cache has read the room's `opens_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<DateTime<Utc>>,
 }
 
 /// `result` of a HOLD.

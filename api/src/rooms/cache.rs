@@ -25,6 +25,8 @@ pub struct KnownPlace {
     pub joined_at: DateTime<Utc>,
     /// The join request that gave it (a repeated join answers with it).
     pub request_id: Uuid,
+    /// The room's opening, when the place joined before it (see `JoinResult::opens_at`).
+    pub opens_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Default)]
@@ -96,6 +98,15 @@ impl RoomCache {
             .expect("room cache lock")
             .get(&concert_id)
             .map(|r| r.policy.clone())
+    }
+
+    /// Has this instance read the room's draw? Until then a place the workers called pre-queued is.
+    pub fn has_draw(&self, concert_id: Uuid) -> bool {
+        self.rooms
+            .read()
+            .expect("room cache lock")
+            .get(&concert_id)
+            .is_some_and(|r| r.opening.draw.is_some())
     }
 
     /// The proof of work the room asks joins for (0: none), as last read.
@@ -191,6 +202,7 @@ impl RoomCache {
             seq: place.seq,
             joined_at: place.joined_at,
             request_id,
+            opens_at: place.opens_at,
         };
         let mut places = self.places.write().expect("places lock");
         let entry = places.entry((place.concert_id, user)).or_insert(known);

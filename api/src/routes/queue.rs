@@ -59,6 +59,7 @@ pub async fn join(
                     concert_id,
                     seq: known.seq,
                     joined_at: known.joined_at,
+                    opens_at: known.opens_at,
                 };
                 return Ok(created(&state, user, &place, known.request_id));
             }

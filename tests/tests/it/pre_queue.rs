@@ -92,6 +92,11 @@ async fn the_pre_queue_is_drawn_at_the_opening_the_same_through_every_instance()
             body.get("position").is_none(),
             "no position before the opening: {body}"
         );
+        assert_eq!(
+            time(&body["opens_at"]),
+            opens_at.trunc_subsecs_ms(),
+            "{body}"
+        );
         tokens.push(body["queue_token"].as_str().unwrap().to_owned());
     }
     // Through either instance: WAITING with opens_at, no position, and a Retry-After never past opens_at + 1 s.

@@ -41,6 +41,8 @@ pub(crate) struct JoinFacts {
     pub last_seq: HashMap<Uuid, i64>,
     /// The live place of each (concert, user) that has one.
     pub live: HashMap<(Uuid, Uuid), Place>,
+    /// The opening of each room still pre-queuing: its places (new or repeated) have no position yet.
+    pub pre_queue_until: HashMap<Uuid, DateTime<Utc>>,
 }
 
 /// Gives each user a place at the back of the line, or the live place they already have, in log order.
@@ -54,9 +56,16 @@ pub(crate) async fn join_run(
     concerts.sort_unstable();
     concerts.dedup();
     let pairs: Vec<(Uuid, Uuid)> = requests.iter().map(|r| (r.concert_id, r.user_id)).collect();
-    let last_seq = queue::lock_rooms(conn, &concerts).await?;
+    let rooms = queue::lock_rooms(conn, &concerts).await?;
     let live = queue::live_places(conn, &pairs).await?;
-    let mut facts = JoinFacts { last_seq, live };
+    let mut facts = JoinFacts {
+        last_seq: rooms.iter().map(|(c, r)| (*c, r.last_seq)).collect(),
+        live,
+        pre_queue_until: rooms
+            .iter()
+            .filter_map(|(c, r)| Some((*c, r.pre_queue_until?)))
+            .collect(),
+    };
     let (decisions, places) = decide_joins(requests, &mut facts, now);
     queue::append_places(conn, &places, &facts.last_seq).await?;
     Ok(decisions)
@@ -74,8 +83,9 @@ pub(crate) fn decide_joins(
         .iter()
         .map(|r| {
             let key = (r.concert_id, r.user_id);
+            let opens_at = facts.pre_queue_until.get(&r.concert_id).copied();
             if let Some(place) = facts.live.get(&key) {
-                return Ok(result(r, place));
+                return Ok(result(r, place, opens_at));
             }
             let Some(last) = facts.last_seq.get_mut(&r.concert_id) else {
                 return Err(Refusal::new(
@@ -94,17 +104,18 @@ pub(crate) fn decide_joins(
                 seq: place.seq,
                 user_id: r.user_id,
             });
-            Ok(result(r, &place))
+            Ok(result(r, &place, opens_at))
         })
         .collect();
     (decisions, places)
 }
 
-fn result(request: &JoinRequest, place: &Place) -> JoinResult {
+fn result(request: &JoinRequest, place: &Place, opens_at: Option<DateTime<Utc>>) -> JoinResult {
     JoinResult {
         concert_id: request.concert_id,
         seq: place.seq,
         joined_at: place.joined_at,
+        opens_at,
     }
 }
 

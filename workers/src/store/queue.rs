@@ -26,17 +26,28 @@ pub(crate) struct NewPlace {
     pub user_id: Uuid,
 }
 
+/// A locked room as a run of joins sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LockedRoom {
+    pub last_seq: i64,
+    /// The room's `opens_at` while it is pre-queuing (not drawn, the opening still ahead): the run's new
+    /// places are pre-queued.
+    pub pre_queue_until: Option<DateTime<Utc>>,
+}
+
 /// Locks these concerts' waiting rooms, in concert order so two transactions cannot deadlock, and returns
-/// each room's last handed-out seq. Concerts without a waiting room are absent.
+/// each room's last handed-out seq and whether it is pre-queuing. Concerts without a waiting room are absent.
 pub(crate) async fn lock_rooms(
     conn: &mut PgConnection,
     concert_ids: &[Uuid],
-) -> anyhow::Result<HashMap<Uuid, i64>> {
+) -> anyhow::Result<HashMap<Uuid, LockedRoom>> {
     let rows = sqlx::query!(
-        "SELECT concert_id, last_seq FROM waiting_rooms
+        r#"SELECT concert_id, last_seq,
+                CASE WHEN drawn_at IS NULL AND opens_at > now() THEN opens_at END AS pre_queue_until
+         FROM waiting_rooms
          WHERE concert_id = ANY($1)
          ORDER BY concert_id
-         FOR UPDATE",
+         FOR UPDATE"#,
         concert_ids,
     )
     .fetch_all(conn)
@@ -44,7 +55,13 @@ pub(crate) async fn lock_rooms(
     .context("locking waiting rooms")?;
     Ok(rows
         .into_iter()
-        .map(|r| (r.concert_id, r.last_seq))
+        .map(|r| {
+            let room = LockedRoom {
+                last_seq: r.last_seq,
+                pre_queue_until: r.pre_queue_until,
+            };
+            (r.concert_id, room)
+        })
         .collect())
 }
 

@@ -222,12 +222,17 @@ async fn the_first_join_after_the_opening_draws_and_is_not_in_the_draw() {
         .await
         .unwrap();
     assert_eq!(result(&again[0])["seq"], 1);
+    assert!(
+        result(&again[0])["opens_at"].is_string(),
+        "a pre-queued place is told the opening"
+    );
     // The opening comes.
     set_opens_at(&db.pool, show.concert_id, -10).await;
     let late = apply_batch(&db.ctx(), &[log.at(db.user(0).await, join(show))])
         .await
         .unwrap();
     assert_eq!(result(&late[0])["seq"], 4);
+    assert!(result(&late[0]).get("opens_at").is_none());
     let drawn = draw(&db.pool, show.concert_id)
         .await
         .expect("the join drew");
