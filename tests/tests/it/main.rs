@@ -3,10 +3,7 @@
 //! `KAFKA_BROKERS`.
 
 mod balance;
-mod box_office;
-mod cancellations;
 mod catalog;
-mod checkout;
 mod claim_races;
 mod claims;
 mod dead_letters;
