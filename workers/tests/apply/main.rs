@@ -2,7 +2,6 @@
 //! one fresh database per test.
 
 mod background;
-mod cancels;
 mod helpers;
 mod holds;
 mod joins;
