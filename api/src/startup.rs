@@ -54,7 +54,7 @@ impl Application {
         let pool = concert_core::db::pool(&settings.database_url, settings.db_max_connections)?;
         let background_pool =
             concert_core::db::pool(&settings.database_url, BACKGROUND_CONNECTIONS)?;
-        let producer = concert_core::kafka::producer_with(
+        let producer = concert_core::kafka::command_producer(
             &settings.kafka_brokers,
             config.kafka_linger_ms,
             config.limits.publish_timeout,
