@@ -206,6 +206,9 @@ async fn read_replies(
         .assign(&assignment)
         .context("assigning reply partitions")?;
     tracing::info!(topic, partitions = partitions.len(), "reading replies");
+    // The gauge of each partition, looked up once rather than per reply (a registry lookup and a label).
+    let mut last_offsets: HashMap<i32, metrics::Gauge> = HashMap::new();
+    let transit = metrics::histogram!("reply_transit_seconds");
     loop {
         tokio::select! {
             _ = shutdown.changed() => return Ok(()),
@@ -223,13 +226,15 @@ async fn read_replies(
                 // From the worker's send to here: the reply's hop through the broker.
                 if let Some(sent_ms) = message.timestamp().to_millis() {
                     let transit_ms = chrono::Utc::now().timestamp_millis() - sent_ms;
-                    metrics::histogram!("reply_transit_seconds").record(transit_ms.max(0) as f64 / 1000.0);
+                    transit.record(transit_ms.max(0) as f64 / 1000.0);
                 }
                 match serde_json::from_slice::<Reply>(payload) {
                     Ok(reply) => hub.publish(reply),
                     Err(err) => tracing::warn!(error = %err, offset = message.offset(), "undecodable reply skipped"),
                 }
-                metrics::gauge!("reply_last_offset", "partition" => message.partition().to_string())
+                last_offsets
+                    .entry(message.partition())
+                    .or_insert_with(|| metrics::gauge!("reply_last_offset", "partition" => message.partition().to_string()))
                     .set(message.offset() as f64);
             }
         }

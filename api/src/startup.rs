@@ -27,7 +27,7 @@ use crate::openapi::ApiDoc;
 use crate::readiness::Readiness;
 use crate::replies::{run_reply_reader, ReplyHub};
 use crate::rooms::{run_claim_writer, run_refresher, RoomCache};
-use crate::state::{AppState, DateCache};
+use crate::state::{AppState, DateCache, Shared};
 
 /// Outcomes kept in memory per instance, and for how long.
 const REPLY_CAPACITY: usize = 200_000;
@@ -54,13 +54,13 @@ impl Application {
         let pool = concert_core::db::pool(&settings.database_url, settings.db_max_connections)?;
         let background_pool =
             concert_core::db::pool(&settings.database_url, BACKGROUND_CONNECTIONS)?;
-        let producer = concert_core::kafka::producer_with(
+        let producer = concert_core::kafka::command_producer(
             &settings.kafka_brokers,
             config.kafka_linger_ms,
             config.limits.publish_timeout,
         )?;
         let rooms = Arc::new(RoomCache::default());
-        let state = AppState {
+        let state = AppState::new(Shared {
             pool,
             background_pool,
             producer,
@@ -75,7 +75,7 @@ impl Application {
             readiness: Arc::new(Readiness::default()),
             streams: Arc::new(StreamRegistry::new(config.limits.max_streams)),
             config: Arc::new(config),
-        };
+        });
         state
             .readiness
             .check(&state.background_pool, &state.producer)

@@ -19,8 +19,27 @@ use crate::readiness::Readiness;
 use crate::replies::ReplyHub;
 use crate::rooms::RoomCache;
 
+/// The state behind one `Arc`: axum clones it for every extractor and middleware of every request, so a
+/// clone is one reference count, not one per field (the token keys' `Vec`s were copied on each clone).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Shared {
     pub config: Arc<ApiConfig>,
     /// The pool requests use.
     pub pool: PgPool,

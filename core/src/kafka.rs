@@ -131,6 +131,47 @@ pub fn producer_with(
         .context("creating Kafka producer")
 }
 
+/// The api's command producer. Like [`producer_with`] (acks=all, murmur2, a delivery timeout) but not
+/// idempotent, for two reasons:
+///
+/// - An idempotent producer keeps at most 5 produce requests in flight per partition, and librdkafka's
+///   broker thread busy-polls while a partition has messages past their linger and 5 requests in flight
+///   (`rd_kafka_toppar_producer_serve` returns with the wake-up time already past). With a durable
+///   development broker answering a produce in milliseconds that is the normal state under load: the
+///   thread took as much CPU as all the api's request handling (`./dev profile`, docs/PERFORMANCE.md).
+/// - Nothing needs it: a command carries its request id and the workers apply a request once however
+///   often it is on the log (a producer retry, a client retry with its `Idempotency-Key` and a redelivery
+///   are the same case to them). A retry after a broker error may put a command behind one sent after it;
+///   commands of one fan are sent one at a time (each waits for its answer), so no fan's order changes.
+/// Produce requests the command producer keeps in flight to a broker (all partitions together).
+pub const COMMAND_REQUESTS_IN_FLIGHT: u32 = 5;
+
+pub fn command_producer(
+    brokers: &str,
+    linger_ms: u32,
+    message_timeout: Duration,
+) -> anyhow::Result<FutureProducer> {
+    client_config(brokers)
+        .set("enable.idempotence", "false")
+        // The broker's share: few produce requests at a time, so messages gather into batches while they
+        // wait (unbounded, a durable development broker drowned in small concurrent writes and timed
+        // deliveries out). Waiting for room here does not spin: a partition only asks to be woken when it
+        // may send.
+        .set(
+            "max.in.flight.requests.per.connection",
+            COMMAND_REQUESTS_IN_FLIGHT.to_string(),
+        )
+        .set("acks", "all")
+        .set("linger.ms", linger_ms.to_string())
+        .set("partitioner", "murmur2_random")
+        .set(
+            "message.timeout.ms",
+            message_timeout.as_millis().max(1).to_string(),
+        )
+        .create()
+        .context("creating Kafka command producer")
+}
+
 /// Replication factor of the topics `ensure_topics` creates by default: one copy, which is all a single
 /// development broker can hold. Production sets `KAFKA_REPLICATION_FACTOR=3`.
 pub const DEFAULT_REPLICATION_FACTOR: i32 = 1;
