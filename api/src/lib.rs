@@ -20,6 +20,7 @@ pub mod readiness;
 pub mod replies;
 pub mod rooms;
 pub mod routes;
+pub mod seat_maps;
 pub mod shedding;
 pub mod startup;
 pub mod state;

@@ -27,6 +27,7 @@ use crate::openapi::ApiDoc;
 use crate::readiness::Readiness;
 use crate::replies::{run_reply_reader, ReplyHub};
 use crate::rooms::{run_claim_writer, run_refresher, RoomCache};
+use crate::seat_maps::SeatMaps;
 use crate::state::{AppState, DateCache, Shared};
 
 /// Outcomes kept in memory per instance, and for how long.
@@ -70,6 +71,7 @@ impl Application {
             replies: Arc::new(ReplyHub::new(REPLY_CAPACITY, REPLY_TTL, rooms.clone())),
             rooms,
             dates: Arc::new(DateCache::default()),
+            seat_maps: SeatMaps::default(),
             limits: Arc::new(crate::rate_limits::RateLimiters::new(&config)),
             metrics: crate::http_metrics::recorder(),
             readiness: Arc::new(Readiness::default()),

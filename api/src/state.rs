@@ -18,6 +18,7 @@ use crate::rate_limits::RateLimiters;
 use crate::readiness::Readiness;
 use crate::replies::ReplyHub;
 use crate::rooms::RoomCache;
+use crate::seat_maps::SeatMaps;
 
 /// The state behind one `Arc`: axum clones it for every extractor and middleware of every request, so a
 /// clone is one reference count, not one per field (the token keys' `Vec`s were copied on each clone).
@@ -53,6 +54,8 @@ pub struct Shared {
     pub replies: Arc<ReplyHub>,
     pub rooms: Arc<RoomCache>,
     pub dates: Arc<DateCache>,
+    /// Rendered seat maps, re-read at most every half second per date (`seat_maps`).
+    pub seat_maps: SeatMaps,
     pub limits: Arc<RateLimiters>,
     pub metrics: PrometheusHandle,
     pub readiness: Arc<Readiness>,

@@ -2,6 +2,8 @@
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use concert_core::seats::{seat_status, SeatStatus};
@@ -120,14 +122,15 @@ pub struct Seats {
 
 /// Every seat of a date with its price and status. Needs an ACTIVE queue token for this concert.
 #[utoipa::path(get, path = "/v1/concerts/{concert_id}/dates/{date_id}/seats", tag = "catalog",
-    params(("concert_id" = Uuid, Path), ("date_id" = Uuid, Path), ("X-Queue-Token" = String, Header)),
-    responses((status = 200, body = Seats), (status = 401, body = concert_core::Problem), (status = 403, body = concert_core::Problem), (status = 404, body = concert_core::Problem)))]
+    params(("concert_id" = Uuid, Path), ("date_id" = Uuid, Path), ("X-Queue-Token" = String, Header), ("If-None-Match" = Option<String>, Header)),
+    responses((status = 200, body = Seats, description = "with an ETag"), (status = 304, description = "the map the If-None-Match named is unchanged"), (status = 401, body = concert_core::Problem), (status = 403, body = concert_core::Problem), (status = 404, body = concert_core::Problem)))]
 pub async fn seats(
     State(state): State<AppState>,
     ApiPath((concert_id, date_id)): ApiPath<(Uuid, Uuid)>,
     MaybeUser(user): MaybeUser,
     QueueTokenHeader(token): QueueTokenHeader,
-) -> ApiResult<Json<Seats>> {
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     ensure_concert(&state, concert_id).await?;
     queue_gate::require_active(&state, token.as_deref(), user, Some(concert_id))?;
     match state.dates.get(&state.pool, date_id).await? {
@@ -139,6 +142,34 @@ pub async fn seats(
             ))
         }
     }
+    let map = state
+        .seat_maps
+        .get(date_id, || render_seats(&state, date_id))
+        .await?;
+    // `no-cache`: a browser keeps the map but asks again each time, with `If-None-Match`.
+    let cache = [
+        (header::ETAG, map.etag.clone()),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-cache"),
+        ),
+    ];
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| map.matches(tags));
+    if unchanged {
+        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
+    }
+    let json = [(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    )];
+    Ok((cache, json, map.body).into_response())
+}
+
+/// The date's seat map as JSON, read from Postgres.
+async fn render_seats(state: &AppState, date_id: Uuid) -> ApiResult<Vec<u8>> {
     let (now, rows) = store::seats(&state.pool, date_id).await?;
     let seats = rows
         .into_iter()
@@ -148,5 +179,5 @@ pub async fn seats(
             status: seat_status(s.sold, s.hold_expires_at, now),
         })
         .collect();
-    Ok(Json(Seats { seats }))
+    Ok(serde_json::to_vec(&Seats { seats }).map_err(anyhow::Error::from)?)
 }
