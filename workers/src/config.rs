@@ -6,6 +6,8 @@ use std::time::Duration;
 use anyhow::Context;
 use concert_core::config::{env_or, env_parse, Settings};
 
+use crate::retention::Retention;
+
 /// Everything a worker process needs to run. All fields are public so tests can build one with struct
 /// literal syntax (`WorkerConfig { roles, ..WorkerConfig::for_tests(settings) }`).
 #[derive(Debug, Clone)]
@@ -26,8 +28,10 @@ pub struct WorkerConfig {
     pub relay_interval: Duration,
     /// `WORKER_METRICS_PORT`: where `GET /metrics` is served; 0 serves nothing.
     pub metrics_port: u16,
-    /// `WORKER_ROLES`: which of the four loops this process runs.
+    /// `WORKER_ROLES`: which of the loops this process runs.
     pub roles: Roles,
+    /// `RETENTION_HOURS`, `RETENTION_INTERVAL_MS`: what the retention role keeps and how often it prunes.
+    pub retention: Retention,
 }
 
 impl WorkerConfig {
@@ -55,9 +59,10 @@ impl WorkerConfig {
             sweep_interval: millis("HOLD_SWEEP_MS", 1000)?,
             relay_interval: millis("OUTBOX_POLL_MS", 200)?,
             metrics_port: env_parse("WORKER_METRICS_PORT", 0).context("WORKER_METRICS_PORT")?,
-            roles: env_or("WORKER_ROLES", "consumer,ticker,sweeper,relay")
+            roles: env_or("WORKER_ROLES", "consumer,ticker,sweeper,relay,retention")
                 .parse()
                 .context("WORKER_ROLES")?,
+            retention: retention_from_env()?,
         })
     }
 
@@ -74,8 +79,32 @@ impl WorkerConfig {
             relay_interval: Duration::from_millis(50),
             metrics_port: 0,
             roles: Roles::all(),
+            retention: Retention {
+                keep: Duration::from_secs(Retention::MIN_HOURS * 3600),
+                interval: Duration::from_millis(500),
+                batch: Retention::DEFAULT_BATCH,
+            },
         }
     }
+}
+
+/// The retention's settings; fewer than [`Retention::MIN_HOURS`] hours is refused (the contract keeps
+/// idempotency keys at least that long).
+fn retention_from_env() -> anyhow::Result<Retention> {
+    let hours: u64 = env_parse("RETENTION_HOURS", Retention::MIN_HOURS).context("RETENTION_HOURS")?;
+    anyhow::ensure!(
+        hours >= Retention::MIN_HOURS,
+        "RETENTION_HOURS must be at least {}",
+        Retention::MIN_HOURS
+    );
+    let interval_ms: u64 =
+        env_parse("RETENTION_INTERVAL_MS", 60_000).context("RETENTION_INTERVAL_MS")?;
+    anyhow::ensure!(interval_ms > 0, "RETENTION_INTERVAL_MS must be positive");
+    Ok(Retention {
+        keep: Duration::from_secs(hours * 3600),
+        interval: Duration::from_millis(interval_ms),
+        batch: Retention::DEFAULT_BATCH,
+    })
 }
 
 /// Which loops a process runs. Every role is safe to run in any number of processes at once.
@@ -89,16 +118,19 @@ pub struct Roles {
     pub sweeper: bool,
     /// Publishes payment events from the outbox.
     pub relay: bool,
+    /// Deletes what is older than the retention.
+    pub retention: bool,
 }
 
 impl Roles {
-    /// All four roles: the default.
+    /// All the roles: the default.
     pub fn all() -> Self {
         Self {
             consumer: true,
             ticker: true,
             sweeper: true,
             relay: true,
+            retention: true,
         }
     }
 
@@ -109,6 +141,7 @@ impl Roles {
             ticker: false,
             sweeper: false,
             relay: false,
+            retention: false,
         }
     }
 }
@@ -125,8 +158,9 @@ impl FromStr for Roles {
                 "ticker" => roles.ticker = true,
                 "sweeper" => roles.sweeper = true,
                 "relay" => roles.relay = true,
+                "retention" => roles.retention = true,
                 other => anyhow::bail!(
-                    "unknown role {other:?} (expected consumer, ticker, sweeper or relay)"
+                    "unknown role {other:?} (expected consumer, ticker, sweeper, relay or retention)"
                 ),
             }
         }
@@ -142,7 +176,9 @@ mod tests {
     #[test]
     fn roles_parse_from_a_list() {
         assert_eq!(
-            "consumer,ticker,sweeper,relay".parse::<Roles>().unwrap(),
+            "consumer,ticker,sweeper,relay,retention"
+                .parse::<Roles>()
+                .unwrap(),
             Roles::all()
         );
         assert_eq!(

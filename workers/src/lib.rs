@@ -1,5 +1,5 @@
-//! The booking service's workers: the command consumer, the admission ticker, the hold sweeper and the
-//! outbox relay, each a role that any number of processes may run at once.
+//! The booking service's workers: the command consumer, the admission ticker, the hold sweeper, the
+//! outbox relay and the retention, each a role that any number of processes may run at once.
 //!
 //! - [`run`] runs the roles named in [`WorkerConfig::roles`] until shutdown is signalled.
 //! - [`apply_batch`] is the consumer's core without Kafka: it applies one partition's commands, in log
@@ -22,6 +22,7 @@ mod config;
 mod consumer;
 mod metrics;
 mod relay;
+mod retention;
 mod store;
 mod sweeper;
 mod ticker;
@@ -32,6 +33,7 @@ use tokio::task::JoinSet;
 
 pub use apply::{apply_batch, ApplyContext, LogCommand, ShuttingDown};
 pub use config::{Roles, WorkerConfig};
+pub use retention::{prune_once, Pruned, Retention};
 
 /// Runs the enabled roles until `*shutdown.borrow()` becomes true, then stops them cleanly: the consumer
 /// finishes the batch in flight and commits its offsets synchronously.
@@ -90,6 +92,12 @@ pub async fn run(config: WorkerConfig, shutdown: watch::Receiver<bool>) -> anyho
                 relay::run(pool, producer, topic, interval, rx).await,
             )
         });
+    }
+
+    if roles.retention {
+        let (pool, retention, rx) = (pool.clone(), config.retention, stop_rx.clone());
+        roles_running
+            .spawn(async move { ("retention", retention::run(pool, retention, rx).await) });
     }
 
     let mut failure: Option<anyhow::Error> = None;

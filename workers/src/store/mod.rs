@@ -8,6 +8,7 @@ pub(crate) mod outbox;
 pub(crate) mod payments;
 pub(crate) mod queue;
 pub(crate) mod requests;
+pub(crate) mod retention;
 pub(crate) mod seats;
 
 use anyhow::Context;

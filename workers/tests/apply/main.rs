@@ -9,3 +9,4 @@ mod payments;
 mod plans;
 mod pre_queue;
 mod redelivery;
+mod retention;
