@@ -91,7 +91,8 @@ impl WorkerConfig {
 /// The retention's settings; fewer than [`Retention::MIN_HOURS`] hours is refused (the contract keeps
 /// idempotency keys at least that long).
 fn retention_from_env() -> anyhow::Result<Retention> {
-    let hours: u64 = env_parse("RETENTION_HOURS", Retention::MIN_HOURS).context("RETENTION_HOURS")?;
+    let hours: u64 =
+        env_parse("RETENTION_HOURS", Retention::MIN_HOURS).context("RETENTION_HOURS")?;
     anyhow::ensure!(
         hours >= Retention::MIN_HOURS,
         "RETENTION_HOURS must be at least {}",

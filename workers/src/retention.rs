@@ -136,8 +136,17 @@ async fn prune(
         idempotency_keys,
         store::delete_idempotency_keys(&mut conn, keep, batch)
     );
-    drain!(charge_keys, store::delete_charge_keys(&mut conn, keep, batch));
-    drain!(outbox, store::delete_published_events(&mut conn, keep, batch));
-    drain!(queue_proofs_used, store::delete_used_proofs(&mut conn, batch));
+    drain!(
+        charge_keys,
+        store::delete_charge_keys(&mut conn, keep, batch)
+    );
+    drain!(
+        outbox,
+        store::delete_published_events(&mut conn, keep, batch)
+    );
+    drain!(
+        queue_proofs_used,
+        store::delete_used_proofs(&mut conn, batch)
+    );
     Ok(pruned)
 }

@@ -156,7 +156,9 @@ async fn room_with_history(db: &TestDb) -> (Show, Vec<Uuid>) {
     let c = show.concert_id;
     exec(
         db,
-        &format!("UPDATE waiting_rooms SET last_seq = 6, admitted_upto = 5 WHERE concert_id = '{c}'"),
+        &format!(
+            "UPDATE waiting_rooms SET last_seq = 6, admitted_upto = 5 WHERE concert_id = '{c}'"
+        ),
     )
     .await;
     let step = |from: i64, upto: i64, until: &str| {
