@@ -23,6 +23,9 @@ pub struct ApiConfig {
     pub admin_token: String,
     /// `MAX_CHARGE`, the largest single balance charge in won.
     pub max_charge: i64,
+    /// `MAX_HOLDS_PER_USER` (the workers' limit on live holds per user and date): the most holds one
+    /// checkout may name.
+    pub max_holds_per_user: usize,
     /// `JOIN_WAIT_SECONDS`, how long a join waits to be placed in line before answering 202.
     pub join_wait: Duration,
     /// `ACCESS_TOKEN_TTL_SECONDS`, lifetime of access tokens.
@@ -51,6 +54,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("port", &self.port)
             .field("admin_token", &"<redacted>")
             .field("max_charge", &self.max_charge)
+            .field("max_holds_per_user", &self.max_holds_per_user)
             .field("join_wait", &self.join_wait)
             .field("access_token_ttl", &self.access_token_ttl)
             .field("kafka_linger_ms", &self.kafka_linger_ms)
@@ -63,6 +67,8 @@ impl std::fmt::Debug for ApiConfig {
     }
 }
 
+/// The workers' default `MAX_HOLDS_PER_USER`.
+pub const DEFAULT_MAX_HOLDS_PER_USER: usize = 4;
 pub const DEFAULT_RATE_LIMIT_PER_USER: u32 = 10;
 pub const DEFAULT_RATE_LIMIT_BURST: u32 = 20;
 pub const DEFAULT_SIGNUPS_PER_IP_PER_MINUTE: u32 = 60;
@@ -80,6 +86,8 @@ impl ApiConfig {
             port: env_parse("API_PORT", 8080).context("API_PORT")?,
             admin_token,
             max_charge: env_parse("MAX_CHARGE", 10_000_000).context("MAX_CHARGE")?,
+            max_holds_per_user: env_parse("MAX_HOLDS_PER_USER", DEFAULT_MAX_HOLDS_PER_USER)
+                .context("MAX_HOLDS_PER_USER")?,
             join_wait: Duration::from_secs(
                 env_parse("JOIN_WAIT_SECONDS", 10).context("JOIN_WAIT_SECONDS")?,
             ),
@@ -111,6 +119,7 @@ impl ApiConfig {
             port: 0,
             admin_token: "test-admin-token-of-24-bytes-or-more".into(),
             max_charge: 10_000_000,
+            max_holds_per_user: DEFAULT_MAX_HOLDS_PER_USER,
             join_wait: Duration::from_secs(10),
             access_token_ttl: Duration::from_secs(3600),
             kafka_linger_ms: DEFAULT_LINGER_MS,

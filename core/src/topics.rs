@@ -9,7 +9,7 @@ pub struct Topics {
     pub bookings: String,
     /// Outcomes of every command, keyed by request id; read whole by every api instance.
     pub replies: String,
-    /// Payment events published by the outbox relay, keyed by reservation.
+    /// Payment events published by the outbox relay, keyed by payment.
     pub payment_events: String,
     /// Commands that could not be decoded, parked with the reason in a header.
     pub dead_letters: String,

@@ -1,4 +1,6 @@
-//! The outbox relay: publishes payment events written by payment transactions.
+//! The outbox relay: publishes payment events written by payment transactions, and the commands some
+//! transactions leave for the log (a checkout's releases of the payer's holds on other dates), each row to
+//! the topic it names.
 //!
 //! Claim with `FOR UPDATE SKIP LOCKED`, produce, wait for the broker's confirmation, then mark and commit.
 //! Several relays share the rows without losing any; a crash between producing and marking sends the
@@ -7,6 +9,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use concert_core::topics::Topics;
 use futures::future::join_all;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -16,7 +19,7 @@ use tracing::instrument;
 
 use crate::backoff::{sleep_or_stop, Backoff};
 use crate::metrics;
-use crate::store::outbox::{self, PendingEvent};
+use crate::store::outbox::{self, PendingEvent, BOOKING_COMMANDS, PAYMENT_EVENTS};
 
 /// Most events claimed in one round.
 const RELAY_BATCH: i64 = 100;
@@ -26,13 +29,13 @@ const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) async fn run(
     pool: PgPool,
     producer: FutureProducer,
-    topic: String,
+    topics: Topics,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut backoff = Backoff::new();
     loop {
-        let delay = match publish_round(&pool, &producer, &topic).await {
+        let delay = match publish_round(&pool, &producer, &topics).await {
             Ok(claimed) => {
                 backoff.reset();
                 if claimed == RELAY_BATCH as usize {
@@ -63,14 +66,14 @@ pub(crate) async fn run(
 async fn publish_round(
     pool: &PgPool,
     producer: &FutureProducer,
-    topic: &str,
+    topics: &Topics,
 ) -> anyhow::Result<usize> {
     let mut tx = pool.begin().await.context("starting a transaction")?;
     let events = outbox::claim_unpublished(&mut tx, RELAY_BATCH).await?;
     if events.is_empty() {
         return Ok(0);
     }
-    let deliveries = join_all(events.iter().map(|event| publish(producer, topic, event))).await;
+    let deliveries = join_all(events.iter().map(|event| publish(producer, topics, event))).await;
     let mut confirmed = Vec::with_capacity(events.len());
     let mut first_failure = None;
     for (event, delivery) in events.iter().zip(deliveries) {
@@ -111,11 +114,21 @@ fn abort_if_chaos_failpoint(confirmed: usize) {
     }
 }
 
+/// The topic an outbox row goes to, with the deployment's prefix.
+fn destination<'a>(topics: &'a Topics, event: &PendingEvent) -> anyhow::Result<&'a str> {
+    match event.topic.as_str() {
+        PAYMENT_EVENTS => Ok(&topics.payment_events),
+        BOOKING_COMMANDS => Ok(&topics.bookings),
+        other => anyhow::bail!("outbox row {} names an unknown topic {other:?}", event.id),
+    }
+}
+
 async fn publish(
     producer: &FutureProducer,
-    topic: &str,
+    topics: &Topics,
     event: &PendingEvent,
 ) -> anyhow::Result<()> {
+    let topic = destination(topics, event)?;
     let payload = serde_json::to_vec(&event.payload).context("encoding the event")?;
     let event_id = event.event_id.to_string();
     let headers = OwnedHeaders::new().insert(Header {

@@ -19,7 +19,7 @@ export const state = {
   dateId: null,
   seats: new Map(), // seat_no -> element
   selectedSeat: null,
-  hold: null, // {hold_id, date_id, seat_no, price, expires_at}
+  holds: [], // the live holds on this concert, oldest first: [{hold_id, date_id, seat_no, price, expires_at}]
   reservations: [],
   seatTimer: null,
 };

@@ -81,8 +81,8 @@ async fn assert_one_row_and_events(stack: &TestStack, payments: &[Value]) {
         let key = String::from_utf8(record.key.clone().unwrap_or_default()).expect("utf-8 key");
         assert_eq!(
             key,
-            event["reservation_id"].as_str().unwrap_or_default(),
-            "keyed by reservation_id"
+            event["payment_id"].as_str().unwrap_or_default(),
+            "keyed by payment_id"
         );
         let event_id = uuid(&event["event_id"]);
         if let Some(seen) = by_event.insert(event_id, event.clone()) {

@@ -548,7 +548,7 @@ async fn redelivered_commands_change_nothing() {
     let pay = Command::Pay {
         concert_id: concert.concert_id,
         date_id: concert.date(),
-        hold_id,
+        hold_ids: vec![hold_id],
         queue_seq,
     };
     let envelope =

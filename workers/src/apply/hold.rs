@@ -15,6 +15,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::decision::{Decision, Refusal};
+use crate::store::queue::{self, PlaceLock, PlaceState};
 use crate::store::seats::{self, DateFacts, NewHold, SeatForHold};
 
 /// What a HOLD asks for.
@@ -59,6 +60,8 @@ pub(crate) struct RunFacts {
     pub dates: HashMap<Uuid, DateFacts>,
     /// End of the active window of each admitted place (concert, seq) of the run.
     pub windows: HashMap<(Uuid, i64), DateTime<Utc>>,
+    /// Each place (concert, seq) of the run, locked (shared) so a checkout completing it waits for the run.
+    pub places: HashMap<(Uuid, i64), PlaceState>,
     /// Existing seats, by (date, seat).
     pub seats: HashMap<(Uuid, i32), SeatForHold>,
 }
@@ -80,7 +83,9 @@ pub(crate) async fn hold_run(
         .iter()
         .map(|r| (r.concert_id, r.queue_seq))
         .collect();
+    // Places are locked before seats: the order every writer takes them in (see `queue::lock_places`).
     let mut facts = RunFacts {
+        places: queue::lock_places(conn, &places, PlaceLock::Share).await?,
         hold_seconds: seats::hold_seconds(conn, &concerts).await?,
         live_holds: seats::live_hold_counts(conn, &pairs).await?,
         dates: seats::dates(conn, &dates).await?,
@@ -150,6 +155,8 @@ fn decide_one(
             "the queue token's active window has ended",
         ));
     }
+    let place = facts.places.get(&(r.concert_id, r.queue_seq));
+    check_place(place.filter(|p| p.user_id == r.user_id).copied())?;
     let live = facts.live_holds.entry((r.user_id, r.date_id)).or_insert(0);
     if *live >= max_holds_per_user {
         return Err(Refusal::new(
@@ -187,8 +194,31 @@ fn decide_one(
     })
 }
 
-/// A date that has started takes no more holds or payments.
+/// A place that a checkout completed, or that ended unclaimed, takes no more holds or payments, whatever an
+/// api instance believed when it accepted the command. A place the database does not have (never in
+/// production: the api admitted it) is judged by the api's word alone.
+pub(crate) fn check_place(place: Option<PlaceState>) -> Result<(), Refusal> {
+    match place {
+        Some(p) if p.completed => Err(Refusal::new(
+            ErrorCode::QueueTokenExpired,
+            "the queue token is completed: a checkout ended it",
+        )),
+        Some(p) if p.ended => Err(Refusal::new(
+            ErrorCode::QueueTokenExpired,
+            "the queue token has expired",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A date that was cancelled or has started takes no more holds or payments.
 pub(crate) fn check_date_open(date: &DateFacts, now: DateTime<Utc>) -> Result<(), Refusal> {
+    if let Some(canceled_at) = date.canceled_at {
+        return Err(Refusal::new(
+            ErrorCode::DateClosed,
+            format!("the date was cancelled at {}", canceled_at.to_rfc3339()),
+        ));
+    }
     if now >= date.starts_at {
         return Err(Refusal::new(
             ErrorCode::DateClosed,
@@ -221,6 +251,7 @@ mod tests {
             DateFacts {
                 concert_id: concert,
                 starts_at: t(86_400),
+                canceled_at: None,
             },
         );
         for &(seat_no, sold, held_until) in seats {
@@ -342,6 +373,16 @@ mod tests {
     }
 
     #[test]
+    fn a_cancelled_date_is_closed() {
+        let mut f = fixture(&[(1, false, None)]);
+        f.facts.dates.get_mut(&f.date).unwrap().canceled_at = Some(t(-10));
+        let asks = [ask(&f, Uuid::new_v4(), 1)];
+        let (decisions, holds) = decide_holds(&asks, &mut f.facts, 4, t(0));
+        assert_eq!(codes(&decisions), vec![Some(ErrorCode::DateClosed)]);
+        assert!(holds.is_empty());
+    }
+
+    #[test]
     fn a_hold_ends_no_later_than_its_active_window_and_none_after_it() {
         let mut f = fixture(&[(1, false, None), (2, false, None)]);
         let u = Uuid::new_v4();
@@ -358,5 +399,33 @@ mod tests {
         let asks = [ask(&f, u, 2)];
         let (decisions, _) = decide_holds(&asks, &mut f.facts, 4, t(120));
         assert_eq!(codes(&decisions), vec![Some(ErrorCode::QueueTokenExpired)]);
+    }
+
+    #[test]
+    fn a_completed_or_ended_place_takes_no_hold_someone_elses_is_not_judged() {
+        let mut f = fixture(&[(1, false, None), (2, false, None)]);
+        let (u, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let place = |user_id, completed, ended| PlaceState {
+            user_id,
+            completed,
+            ended,
+        };
+        for (state, expected) in [
+            (place(u, true, false), Some(ErrorCode::QueueTokenExpired)),
+            (place(u, false, true), Some(ErrorCode::QueueTokenExpired)),
+            (place(other, true, false), None),
+            (place(u, false, false), None),
+        ] {
+            f.facts.places.insert((f.concert, 1), state);
+            let (decisions, holds) = decide_holds(&[ask(&f, u, 1)], &mut f.facts, 4, t(0));
+            assert_eq!(codes(&decisions), vec![expected], "{state:?}");
+            for hold in holds {
+                f.facts
+                    .seats
+                    .get_mut(&(f.date, hold.seat_no))
+                    .unwrap()
+                    .hold_expires_at = None;
+            }
+        }
     }
 }

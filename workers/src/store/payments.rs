@@ -1,5 +1,6 @@
-//! Money and sales: balances, sold seats, and the rows a payment leaves behind (reservation, payment,
-//! ledger entry, outbox event). Every function writes a whole run of payments in one statement.
+//! Money and sales: balances, sold seats, and the rows a checkout leaves behind (a payment, a ledger entry
+//! and an outbox event per checkout, a reservation per seat). Every function writes a whole run of
+//! checkouts in one statement.
 
 use std::collections::HashMap;
 
@@ -10,14 +11,17 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-/// A payment decided and about to be written.
+/// A checkout decided and about to be written: one payment of several seats.
 #[derive(Debug, Clone)]
-pub(crate) struct Sale {
-    /// Everything about the sale; also the event the outbox publishes.
+pub(crate) struct Checkout {
+    /// The payment and its seats (`event.reservations`, first seat first); also the event the outbox
+    /// publishes.
     pub event: PaymentEvent,
-    /// The payer's balance after this payment (and the ones before it in the run).
+    /// The hold each seat of `event.reservations` is sold from, in the same order.
+    pub hold_ids: Vec<Uuid>,
+    /// The payer's balance after this checkout (and the ones before it in the run).
     pub balance_after: i64,
-    /// The payer's place in line, completed by the payment.
+    /// The payer's place in line, completed by the checkout.
     pub queue_seq: i64,
 }
 
@@ -36,12 +40,12 @@ pub(crate) async fn lock_balances(
     Ok(rows.into_iter().map(|r| (r.user_id, r.balance)).collect())
 }
 
-/// Debits each payer the sum of their sales, conditionally (the balance must still cover it, and the
+/// Debits each payer the sum of their checkouts, conditionally (the balance must still cover it, and the
 /// `balance_not_negative` check guards it again). Every payer must be debited: the rows were locked.
-pub(crate) async fn debit(conn: &mut PgConnection, sales: &[Sale]) -> anyhow::Result<()> {
+pub(crate) async fn debit(conn: &mut PgConnection, checkouts: &[Checkout]) -> anyhow::Result<()> {
     let mut totals: HashMap<Uuid, i64> = HashMap::new();
-    for sale in sales {
-        *totals.entry(sale.event.user_id).or_default() += sale.event.amount;
+    for checkout in checkouts {
+        *totals.entry(checkout.event.user_id).or_default() += checkout.event.amount;
     }
     let (users, amounts): (Vec<Uuid>, Vec<i64>) = totals.into_iter().unzip();
     let debited = sqlx::query!(
@@ -63,16 +67,21 @@ pub(crate) async fn debit(conn: &mut PgConnection, sales: &[Sale]) -> anyhow::Re
     Ok(())
 }
 
-/// Marks each sale's seat sold, only while it still carries the sale's hold. Every seat must be sold.
-pub(crate) async fn sell_seats(conn: &mut PgConnection, sales: &[Sale]) -> anyhow::Result<()> {
-    let column =
-        |f: fn(&PaymentEvent) -> Uuid| sales.iter().map(|s| f(&s.event)).collect::<Vec<_>>();
-    let (dates, holds, reservations) = (
-        column(|e| e.date_id),
-        column(|e| e.hold_id),
-        column(|e| e.reservation_id),
-    );
-    let seat_nos: Vec<i32> = sales.iter().map(|s| s.event.seat_no).collect();
+/// Marks every seat of the checkouts sold, each only while it still carries the hold it is sold from.
+/// Every seat must be sold.
+pub(crate) async fn sell_seats(
+    conn: &mut PgConnection,
+    checkouts: &[Checkout],
+) -> anyhow::Result<()> {
+    let seats = || {
+        checkouts
+            .iter()
+            .flat_map(|c| c.event.reservations.iter().zip(&c.hold_ids))
+    };
+    let dates: Vec<Uuid> = seats().map(|(s, _)| s.date_id).collect();
+    let seat_nos: Vec<i32> = seats().map(|(s, _)| s.seat_no).collect();
+    let holds: Vec<Uuid> = seats().map(|(_, h)| *h).collect();
+    let reservations: Vec<Uuid> = seats().map(|(s, _)| s.reservation_id).collect();
     let sold = sqlx::query!(
         "UPDATE seats s
          SET reservation_id = t.reservation_id, hold_id = NULL, held_by = NULL, hold_expires_at = NULL
@@ -90,74 +99,97 @@ pub(crate) async fn sell_seats(conn: &mut PgConnection, sales: &[Sale]) -> anyho
     .context("marking seats sold")?
     .rows_affected();
     anyhow::ensure!(
-        sold == sales.len() as u64,
+        sold == holds.len() as u64,
         "{sold} of {} seats still carried the hold being paid",
-        sales.len()
+        holds.len()
     );
     Ok(())
 }
 
-/// Writes the reservations, payments, ledger entries and outbox events of the sales, in one statement.
-/// Ledger entries are numbered in log order, so a payer's history reads in the order they paid. A free
-/// seat (price 0) changes no balance, so it gets no ledger entry.
-pub(crate) async fn record(conn: &mut PgConnection, sales: &[Sale]) -> anyhow::Result<()> {
+/// Writes what the checkouts leave behind, in one statement: per checkout a payment, a ledger entry and
+/// an outbox event (keyed by the payment), per seat a reservation naming its payment. Ledger entries are
+/// numbered in log order, so a payer's history reads in the order they paid. A checkout of free seats (sum
+/// 0) changes no balance, so it gets no ledger entry.
+pub(crate) async fn record(conn: &mut PgConnection, checkouts: &[Checkout]) -> anyhow::Result<()> {
     let column =
-        |f: fn(&PaymentEvent) -> Uuid| sales.iter().map(|s| f(&s.event)).collect::<Vec<_>>();
-    let (reservations, users, concerts, dates, holds, payments_ids, events) = (
-        column(|e| e.reservation_id),
-        column(|e| e.user_id),
-        column(|e| e.concert_id),
-        column(|e| e.date_id),
-        column(|e| e.hold_id),
+        |f: fn(&PaymentEvent) -> Uuid| checkouts.iter().map(|c| f(&c.event)).collect::<Vec<_>>();
+    let (payment_ids, users, events) = (
         column(|e| e.payment_id),
+        column(|e| e.user_id),
         column(|e| e.event_id),
     );
-    let seat_nos: Vec<i32> = sales.iter().map(|s| s.event.seat_no).collect();
-    let amounts: Vec<i64> = sales.iter().map(|s| s.event.amount).collect();
-    let balances: Vec<i64> = sales.iter().map(|s| s.balance_after).collect();
-    let types: Vec<&str> = sales.iter().map(|s| s.event.event_type.as_str()).collect();
-    let keys: Vec<String> = reservations.iter().map(Uuid::to_string).collect();
-    let payloads: Vec<Value> = sales
+    let amounts: Vec<i64> = checkouts.iter().map(|c| c.event.amount).collect();
+    let balances: Vec<i64> = checkouts.iter().map(|c| c.balance_after).collect();
+    let types: Vec<&str> = checkouts
         .iter()
-        .map(|s| serde_json::to_value(&s.event).context("encoding a payment event"))
+        .map(|c| c.event.event_type.as_str())
+        .collect();
+    let keys: Vec<String> = payment_ids.iter().map(Uuid::to_string).collect();
+    let payloads: Vec<Value> = checkouts
+        .iter()
+        .map(|c| serde_json::to_value(&c.event).context("encoding a payment event"))
         .collect::<anyhow::Result<_>>()?;
-    let paid_at: Vec<DateTime<Utc>> = sales.iter().map(|s| s.event.occurred_at).collect();
+    let paid_at: Vec<DateTime<Utc>> = checkouts.iter().map(|c| c.event.occurred_at).collect();
+
+    let seats = || {
+        checkouts.iter().flat_map(|c| {
+            c.event
+                .reservations
+                .iter()
+                .zip(&c.hold_ids)
+                .map(move |(seat, hold_id)| (&c.event, seat, *hold_id))
+        })
+    };
+    let seat_reservations: Vec<Uuid> = seats().map(|(_, s, _)| s.reservation_id).collect();
+    let seat_payments: Vec<Uuid> = seats().map(|(e, _, _)| e.payment_id).collect();
+    let seat_users: Vec<Uuid> = seats().map(|(e, _, _)| e.user_id).collect();
+    let seat_concerts: Vec<Uuid> = seats().map(|(e, _, _)| e.concert_id).collect();
+    let seat_dates: Vec<Uuid> = seats().map(|(_, s, _)| s.date_id).collect();
+    let seat_nos: Vec<i32> = seats().map(|(_, s, _)| s.seat_no).collect();
+    let seat_prices: Vec<i64> = seats().map(|(_, s, _)| s.price).collect();
+    let seat_holds: Vec<Uuid> = seats().map(|(_, _, h)| h).collect();
+    let seat_paid_at: Vec<DateTime<Utc>> = seats().map(|(e, _, _)| e.occurred_at).collect();
     // The event types are bound as `&[&str]` (the macro would want `&[String]`); the SQL is checked all
-    // the same.
+    // the same. Each reservation names its payment, which the same statement inserts: the foreign key is
+    // checked at the statement's end.
     sqlx::query!(
-        "WITH sale AS (
-             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::int[], $6::bigint[],
-                                  $7::uuid[], $8::uuid[], $9::bigint[], $10::uuid[], $11::text[],
-                                  $12::text[], $13::jsonb[], $14::timestamptz[])
-                 WITH ORDINALITY AS t(reservation_id, user_id, concert_id, date_id, seat_no, amount,
-                                      hold_id, payment_id, balance_after, event_id, event_type,
+        "WITH checkout AS (
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], $5::uuid[], $6::text[],
+                                  $7::text[], $8::jsonb[], $9::timestamptz[])
+                 WITH ORDINALITY AS t(payment_id, user_id, amount, balance_after, event_id, event_type,
                                       event_key, payload, paid_at, ord)),
-         reservation AS (
-             INSERT INTO reservations (reservation_id, user_id, concert_id, date_id, seat_no, price, hold_id, paid_at)
-             SELECT reservation_id, user_id, concert_id, date_id, seat_no, amount, hold_id, paid_at FROM sale),
          payment AS (
-             INSERT INTO payments (payment_id, reservation_id, hold_id, user_id, amount, paid_at)
-             SELECT payment_id, reservation_id, hold_id, user_id, amount, paid_at FROM sale),
+             INSERT INTO payments (payment_id, user_id, amount, paid_at)
+             SELECT payment_id, user_id, amount, paid_at FROM checkout),
+         reservation AS (
+             INSERT INTO reservations (reservation_id, payment_id, user_id, concert_id, date_id, seat_no, price,
+                                       hold_id, paid_at)
+             SELECT * FROM UNNEST($10::uuid[], $11::uuid[], $12::uuid[], $13::uuid[], $14::uuid[], $15::int[],
+                                  $16::bigint[], $17::uuid[], $18::timestamptz[])),
          ledger AS (
              INSERT INTO balance_ledger (user_id, kind, amount, balance_after, payment_id, at)
-             SELECT user_id, 'PAYMENT', amount, balance_after, payment_id, paid_at FROM sale
+             SELECT user_id, 'PAYMENT', amount, balance_after, payment_id, paid_at FROM checkout
              WHERE amount > 0 ORDER BY ord)
          INSERT INTO outbox (event_id, event_type, event_key, payload)
-         SELECT event_id, event_type, event_key, payload FROM sale ORDER BY ord",
-        &reservations,
+         SELECT event_id, event_type, event_key, payload FROM checkout ORDER BY ord",
+        &payment_ids,
         &users,
-        &concerts,
-        &dates,
-        &seat_nos,
         &amounts,
-        &holds,
-        &payments_ids,
         &balances,
         &events,
         &types[..] as &[&str],
         &keys,
         &payloads,
         &paid_at,
+        &seat_reservations,
+        &seat_payments,
+        &seat_users,
+        &seat_concerts,
+        &seat_dates,
+        &seat_nos,
+        &seat_prices,
+        &seat_holds,
+        &seat_paid_at,
     )
     .execute(conn)
     .await

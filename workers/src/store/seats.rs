@@ -66,15 +66,17 @@ pub(crate) async fn live_hold_counts(
 pub(crate) struct DateFacts {
     pub concert_id: Uuid,
     pub starts_at: DateTime<Utc>,
+    /// When the organizer cancelled it, if they did.
+    pub canceled_at: Option<DateTime<Utc>>,
 }
 
-/// The concert and start of each of these dates (dates that do not exist are absent).
+/// The concert, start and cancellation of each of these dates (dates that do not exist are absent).
 pub(crate) async fn dates(
     conn: &mut PgConnection,
     date_ids: &[Uuid],
 ) -> anyhow::Result<HashMap<Uuid, DateFacts>> {
     let rows = sqlx::query!(
-        "SELECT date_id, concert_id, starts_at FROM concert_dates WHERE date_id = ANY($1)",
+        "SELECT date_id, concert_id, starts_at, canceled_at FROM concert_dates WHERE date_id = ANY($1)",
         date_ids,
     )
     .fetch_all(conn)
@@ -88,6 +90,7 @@ pub(crate) async fn dates(
                 DateFacts {
                     concert_id: r.concert_id,
                     starts_at: r.starts_at,
+                    canceled_at: r.canceled_at,
                 },
             )
         })
@@ -387,4 +390,40 @@ pub(crate) async fn expire_lapsed_holds(
         .collect();
     clear_seat_holds(conn, &freed).await?;
     Ok(freed.len() as u64)
+}
+
+/// A hold in state HELD, as a checkout finds the payer's other holds.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub(crate) struct HeldSeat {
+    pub hold_id: Uuid,
+    pub user_id: Uuid,
+    pub concert_id: Uuid,
+    pub date_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The holds in state HELD of each of these (user, concert) pairs, on any date, lapsed ones included (the
+/// caller compares deadlines: a deadline test here would let the planner read every live hold through
+/// `holds_live_by_deadline`, as `live_hold_counts` explains). Not locked: the caller locks those it changes.
+/// One probe of `holds_live_by_user` per pair.
+pub(crate) async fn held_by(
+    conn: &mut PgConnection,
+    owners: &[(Uuid, Uuid)],
+) -> anyhow::Result<Vec<HeldSeat>> {
+    let (users, concerts): (Vec<Uuid>, Vec<Uuid>) = owners.iter().copied().unzip();
+    sqlx::query_as!(
+        HeldSeat,
+        r#"SELECT h.hold_id AS "hold_id!", h.user_id AS "user_id!", h.concert_id AS "concert_id!",
+                h.date_id AS "date_id!", h.expires_at AS "expires_at!"
+         FROM (SELECT DISTINCT * FROM UNNEST($1::uuid[], $2::uuid[])) AS w(user_id, concert_id)
+         CROSS JOIN LATERAL (
+             SELECT h.hold_id, h.user_id, h.concert_id, h.date_id, h.expires_at FROM holds h
+             WHERE h.user_id = w.user_id AND h.state = 'HELD' AND h.concert_id = w.concert_id
+             OFFSET 0) h"#,
+        &users,
+        &concerts,
+    )
+    .fetch_all(conn)
+    .await
+    .context("finding the payers' holds")
 }

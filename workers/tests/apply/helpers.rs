@@ -209,11 +209,17 @@ pub fn hold(show: Show, seat_no: i32) -> Command {
     }
 }
 
+/// A checkout of one hold.
 pub fn pay(show: Show, hold_id: Uuid, queue_seq: i64) -> Command {
+    checkout(show, &[hold_id], queue_seq)
+}
+
+/// A checkout of these holds, all paid or none.
+pub fn checkout(show: Show, hold_ids: &[Uuid], queue_seq: i64) -> Command {
     Command::Pay {
         concert_id: show.concert_id,
         date_id: show.date_id,
-        hold_id,
+        hold_ids: hold_ids.to_vec(),
         queue_seq,
     }
 }

@@ -1,6 +1,6 @@
 // The booking card while the person is admitted: it opens when their turn comes and closes when the window
-// ends; the chosen seat is held (with its countdown, restored after a reload) or given back. Paying for the hold
-// is payment.js's.
+// ends; the chosen seats are held one by one (with the countdown of the first to lapse, restored after a reload)
+// or given back. Paying for the held seats of a date, all in one checkout, is payment.js's.
 
 import { call, command, showProblem, won, countdown } from "/assets/shared/api.js";
 import { $, state, token } from "/assets/app/state.js";
@@ -24,7 +24,7 @@ export async function openBooking() {
   } catch (problem) {
     showProblem(errorSlot, problem);
   }
-  restoreHold();
+  restoreHolds();
 }
 
 /** The booking window ended: the seat map stops refreshing and the card's buttons stop working. */
@@ -34,40 +34,78 @@ export function closeBooking() {
   for (const button of document.querySelectorAll("#booking button")) button.disabled = true;
 }
 
-/** Holds the selected seat (app.js runs it as the hold button's action). */
+/** Holds the selected seat (app.js runs it as the hold button's action); it joins the seats to pay together. */
 export async function holdSeat() {
   if (state.selectedSeat === null) return;
   const seatNo = state.selectedSeat;
   const hold = await command("POST", "/v1/holds", {
     body: { date_id: state.dateId, seat_no: seatNo }, auth: token(), queueToken: state.queueToken,
   });
-  showHold(hold);
+  state.holds.push(hold);
+  showHolds();
   await refreshSeats().catch(() => {});
 }
 
 let holdTimer = null;
 
-function showHold(hold) {
-  state.hold = hold;
+/** "seat 7", "seats 3 and 7", "seats 1, 2 and 3". */
+export function seatWords(seatNos) {
+  const sorted = [...seatNos].sort((a, b) => a - b).map(String);
+  if (sorted.length === 1) return `seat ${sorted[0]}`;
+  return `seats ${sorted.slice(0, -1).join(", ")} and ${sorted[sorted.length - 1]}`;
+}
+
+/**
+ * The held seats the pay button pays together (a checkout is of one date): those on the chosen date, else those on
+ * the date of the latest hold. Lapsed holds are left out.
+ */
+export function checkoutHolds() {
+  const now = new Date();
+  const live = state.holds.filter((x) => new Date(x.expires_at) > now);
+  const onChosen = live.filter((x) => x.date_id === state.dateId);
+  if (onChosen.length > 0) return onChosen;
+  const latest = live[live.length - 1];
+  return latest ? live.filter((x) => x.date_id === latest.date_id) : [];
+}
+
+/** The hold panel: the seats to pay together, their total, and the time until the first of them lapses. */
+function showHolds() {
+  const holds = checkoutHolds();
+  if (holds.length === 0) {
+    hideHold();
+    return;
+  }
   $("hold-panel").hidden = false;
   $("paid-words").hidden = true;
-  $("hold-seat").textContent = String(hold.seat_no);
-  $("hold-price").textContent = won(hold.price);
+  const seatNos = holds.map((x) => x.seat_no);
+  $("hold-seat").textContent = seatWords(seatNos);
+  $("hold-price").textContent = won(holds.reduce((sum, x) => sum + x.price, 0));
+  $("pay-button").textContent = holds.length === 1 ? "Pay now" : `Pay for ${holds.length} seats`;
+  $("release-button").textContent = holds.length === 1 ? "Give the seat back" : "Give the seats back";
   $("pay-button").disabled = false;
   $("release-button").disabled = false;
-  const seat = state.seats.get(hold.seat_no);
-  if (seat && hold.date_id === state.dateId) setSeatStatus(seat, "MINE");
+  for (const x of holds) {
+    const seat = state.seats.get(x.seat_no);
+    if (seat && x.date_id === state.dateId) setSeatStatus(seat, "MINE");
+  }
   $("hold-button").disabled = true;
-  $("selection-words").textContent = `Seat ${hold.seat_no} is held for you.`;
+  const held = seatWords(seatNos);
+  $("selection-words").textContent = `${held[0].toUpperCase()}${held.slice(1)} ${holds.length === 1 ? "is" : "are"} held for you. Tap another free seat to add it.`;
   clearInterval(holdTimer);
+  const until = new Date(Math.min(...holds.map((x) => new Date(x.expires_at).getTime())));
   const tick = () => {
-    const until = new Date(hold.expires_at);
     $("hold-countdown").textContent = countdown(until);
     if (until <= new Date()) {
       clearInterval(holdTimer);
       $("hold-countdown").textContent = "0:00";
-      $("pay-button").disabled = true;
-      $("selection-words").textContent = "Your hold ran out. Pick a seat again.";
+      // The first hold ran out: the others (if any) are shown on their own; none left, the panel says so.
+      state.holds = state.holds.filter((x) => new Date(x.expires_at) > new Date());
+      if (checkoutHolds().length > 0) {
+        showHolds();
+      } else {
+        $("pay-button").disabled = true;
+        $("selection-words").textContent = "Your hold ran out. Pick a seat again.";
+      }
       refreshSeats().catch(() => {});
     }
   };
@@ -75,33 +113,47 @@ function showHold(hold) {
   holdTimer = setInterval(tick, 500);
 }
 
+/** The panel closes; the holds are paid, or given back. */
 export function hideHold() {
   clearInterval(holdTimer);
-  state.hold = null;
+  state.holds = [];
   $("hold-panel").hidden = true;
 }
 
-/** After a reload, the live hold for this concert (if the server lists holds) comes back with its countdown. */
-async function restoreHold() {
-  if (state.hold) return;
+/** After a reload, the live holds for this concert (if the server lists holds) come back with their countdown. */
+async function restoreHolds() {
+  if (state.holds.length > 0) return;
   try {
     const { data } = await call("GET", "/v1/me/holds", { auth: token() });
-    const hold = (data.holds || []).find((x) => x.concert_id === state.concertId);
-    if (hold) {
-      if (state.dates.some((d) => d.date_id === hold.date_id)) await chooseDate(hold.date_id);
-      showHold(hold);
+    const holds = (data.holds || []).filter((x) => x.concert_id === state.concertId);
+    holds.sort((a, b) => new Date(a.expires_at) - new Date(b.expires_at));
+    if (holds.length > 0) {
+      state.holds = holds;
+      const latest = holds[holds.length - 1];
+      if (state.dates.some((d) => d.date_id === latest.date_id)) await chooseDate(latest.date_id);
+      showHolds();
     }
   } catch {
     // An older server without `GET /v1/me/holds`: nothing to restore.
   }
 }
 
-/** Gives the held seat back (app.js runs it as the release button's action). */
+/** Gives the held seats in the panel back (app.js runs it as the release button's action). */
 export async function release() {
-  if (!state.hold) return;
-  await command("DELETE", `/v1/holds/${state.hold.hold_id}`, { auth: token(), queueToken: state.queueToken });
-  hideHold();
-  state.selectedSeat = null;
-  $("selection-words").textContent = "Seat given back. Tap a free seat.";
-  await refreshSeats();
+  const holds = checkoutHolds();
+  if (holds.length === 0) return;
+  const given = new Set();
+  try {
+    for (const x of holds) {
+      await command("DELETE", `/v1/holds/${x.hold_id}`, { auth: token(), queueToken: state.queueToken });
+      given.add(x.hold_id);
+    }
+  } finally {
+    state.holds = state.holds.filter((x) => !given.has(x.hold_id));
+    if (checkoutHolds().length > 0) showHolds();
+    else hideHold();
+    state.selectedSeat = null;
+    await refreshSeats().catch(() => {});
+  }
+  $("selection-words").textContent = holds.length === 1 ? "Seat given back. Tap a free seat." : "Seats given back. Tap a free seat.";
 }
