@@ -8,6 +8,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
+use concert_core::commands::ADMIN_USER_ID;
 use concert_core::ErrorCode;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -139,6 +140,26 @@ impl FromRequestParts<AppState> for Admin {
                 "admin token required",
             ))
         }
+    }
+}
+
+/// Who reads a request's outcome: a user by their access token, or the admin by the admin token (the
+/// admin's commands are submitted under [`ADMIN_USER_ID`], so their request ids verify for it alone).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestReader(pub Uuid);
+
+impl FromRequestParts<AppState> for RequestReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if bearer(parts).is_some_and(|token| same_secret(token, &state.config.admin_token)) {
+            return Ok(Self(ADMIN_USER_ID));
+        }
+        let AuthUser(user) = AuthUser::from_request_parts(parts, state).await?;
+        Ok(Self(user))
     }
 }
 

@@ -150,9 +150,15 @@ pub struct ReservationRow {
     pub seat_no: i32,
     pub price: i64,
     pub paid_at: DateTime<Utc>,
+    /// CONFIRMED or CANCELED.
+    pub status: String,
+    pub canceled_at: Option<DateTime<Utc>>,
+    /// Until when it may be cancelled: its date's start less the room's `cancel_cutoff_hours`.
+    pub cancel_deadline: DateTime<Utc>,
 }
 
-/// Up to `limit` of the user's reservations, newest first, after the reservation `after` when given.
+/// Up to `limit` of the user's reservations, cancelled ones too, newest first, after the reservation
+/// `after` when given.
 pub async fn reservations(
     pool: &PgPool,
     user_id: Uuid,
@@ -161,10 +167,14 @@ pub async fn reservations(
 ) -> Result<Vec<ReservationRow>, sqlx::Error> {
     sqlx::query_as!(
         ReservationRow,
-        "SELECT reservation_id, concert_id, date_id, seat_no, price, paid_at FROM reservations \
-         WHERE user_id = $1 AND ($2::uuid IS NULL OR (paid_at, reservation_id) < \
-             (SELECT paid_at, reservation_id FROM reservations WHERE reservation_id = $2 AND user_id = $1)) \
-         ORDER BY paid_at DESC, reservation_id DESC LIMIT $3",
+        r#"SELECT r.reservation_id, r.concert_id, r.date_id, r.seat_no, r.price, r.paid_at, r.status, r.canceled_at,
+                  d.starts_at - make_interval(hours => w.cancel_cutoff_hours) AS "cancel_deadline!"
+         FROM reservations r
+         JOIN concert_dates d ON d.date_id = r.date_id
+         JOIN waiting_rooms w ON w.concert_id = r.concert_id
+         WHERE r.user_id = $1 AND ($2::uuid IS NULL OR (r.paid_at, r.reservation_id) <
+             (SELECT paid_at, reservation_id FROM reservations WHERE reservation_id = $2 AND user_id = $1))
+         ORDER BY r.paid_at DESC, r.reservation_id DESC LIMIT $3"#,
         user_id,
         after,
         limit,

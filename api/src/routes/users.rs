@@ -198,6 +198,14 @@ pub struct Reservation {
     pub seat_no: i32,
     pub price: i64,
     pub paid_at: DateTime<Utc>,
+    /// CONFIRMED, or CANCELED (by its holder or with its date) and refunded.
+    #[schema(example = "CONFIRMED")]
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canceled_at: Option<DateTime<Utc>>,
+    /// A confirmed reservation's last moment to be cancelled (`cancel_cutoff_hours` before its date starts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancelable_until: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -208,7 +216,7 @@ pub struct Reservations {
     pub next_cursor: Option<String>,
 }
 
-/// The seats the caller has bought, newest first, a page at a time.
+/// The seats the caller has bought, cancelled ones too, newest first, a page at a time.
 #[utoipa::path(get, path = "/v1/me/reservations", params(PageQuery), tag = "balance", security(("bearer" = [])),
     responses((status = 200, body = Reservations), (status = 400, body = concert_core::Problem)))]
 pub async fn reservations(
@@ -228,6 +236,9 @@ pub async fn reservations(
             seat_no: r.seat_no,
             price: r.price,
             paid_at: r.paid_at,
+            cancelable_until: r.canceled_at.is_none().then_some(r.cancel_deadline),
+            status: r.status,
+            canceled_at: r.canceled_at,
         })
         .collect();
     Ok(Json(Reservations {
