@@ -3,7 +3,10 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, bookings, catalog, ops, queue, queue_events, requests, users, web};
+use crate::routes::{
+    admin, bookings, box_office, cancellations, catalog, ops, queue, queue_events, requests, users,
+    web,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,14 +17,16 @@ use crate::routes::{admin, bookings, catalog, ops, queue, queue_events, requests
         catalog::concerts, catalog::dates, catalog::seats,
         queue::join, queue::challenge, queue::status, queue_events::events,
         bookings::hold, bookings::release, bookings::pay,
+        cancellations::cancel_reservation, cancellations::cancel_date, box_office::sales,
         requests::poll,
         admin::create_concert, admin::set_policy, admin::get_policy,
         ops::healthz, ops::readyz, ops::metrics,
         web::fans_app, web::admin_page,
     ),
     components(schemas(concert_core::Problem, concert_core::ErrorCode, concert_core::commands::CommandKind,
-        concert_core::commands::HoldResult, concert_core::commands::ReleaseResult, concert_core::commands::PaymentResult,
-        concert_core::commands::PaymentEvent, concert_core::admission::Policy, concert_core::seats::SeatStatus,
+        concert_core::commands::HoldResult, concert_core::commands::ReleaseResult, concert_core::commands::PaymentResult, concert_core::commands::PaidSeat,
+        concert_core::commands::PaymentEvent, concert_core::commands::CancelResult,
+        concert_core::commands::DateCancelResult, concert_core::commands::RefundEvent, concert_core::admission::Policy, concert_core::seats::SeatStatus,
         crate::submit::JoinView)),
     modifiers(&Security, &Unavailable),
 )]

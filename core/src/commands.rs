@@ -17,10 +17,19 @@ pub enum CommandKind {
     Hold,
     Release,
     Pay,
+    Cancel,
+    CancelDate,
 }
 
 impl CommandKind {
-    pub const ALL: [CommandKind; 4] = [Self::Join, Self::Hold, Self::Release, Self::Pay];
+    pub const ALL: [CommandKind; 6] = [
+        Self::Join,
+        Self::Hold,
+        Self::Release,
+        Self::Pay,
+        Self::Cancel,
+        Self::CancelDate,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -28,6 +37,8 @@ impl CommandKind {
             Self::Hold => "HOLD",
             Self::Release => "RELEASE",
             Self::Pay => "PAY",
+            Self::Cancel => "CANCEL",
+            Self::CancelDate => "CANCEL_DATE",
         }
     }
 
@@ -55,12 +66,45 @@ pub enum Command {
         date_id: Uuid,
         hold_id: Uuid,
     },
+    /// A checkout: every hold in `hold_ids` (all on `date_id`) is paid, or none is.
     Pay {
         concert_id: Uuid,
         date_id: Uuid,
-        hold_id: Uuid,
+        /// In the order the client named them; the first is the checkout's "first seat". A v2 PAY on the log
+        /// names one `hold_id`, read as a checkout of one.
+        #[serde(alias = "hold_id", deserialize_with = "one_or_many")]
+        hold_ids: Vec<Uuid>,
         queue_seq: i64,
     },
+    /// A user cancels one of their reservations: refunded, its seat free again.
+    Cancel {
+        concert_id: Uuid,
+        date_id: Uuid,
+        reservation_id: Uuid,
+    },
+    /// The organizer cancels a date: its holds released, its reservations refunded, the date closed.
+    /// Submitted under [`ADMIN_USER_ID`].
+    CancelDate {
+        concert_id: Uuid,
+        date_id: Uuid,
+    },
+}
+
+/// The user id the admin's commands are submitted under (and their request ids are issued to): no user has it.
+pub const ADMIN_USER_ID: Uuid = Uuid::nil();
+
+/// A list of ids, or a single id read as a list of one (a PAY's `hold_ids`, or a v2 PAY's `hold_id`).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Uuid>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(Uuid),
+        Many(Vec<Uuid>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(id) => vec![id],
+        OneOrMany::Many(ids) => ids,
+    })
 }
 
 impl Command {
@@ -70,17 +114,21 @@ impl Command {
             Self::Hold { .. } => CommandKind::Hold,
             Self::Release { .. } => CommandKind::Release,
             Self::Pay { .. } => CommandKind::Pay,
+            Self::Cancel { .. } => CommandKind::Cancel,
+            Self::CancelDate { .. } => CommandKind::CancelDate,
         }
     }
 
     /// Everything that competes for the same rows lands on one partition: a concert's waiting room for
-    /// joins, a concert date's seats for holds, releases and payments.
+    /// joins, a concert date's seats for holds, releases, payments and cancellations.
     pub fn partition_key(&self) -> Uuid {
         match self {
             Self::Join { concert_id } => *concert_id,
             Self::Hold { date_id, .. }
             | Self::Release { date_id, .. }
-            | Self::Pay { date_id, .. } => *date_id,
+            | Self::Pay { date_id, .. }
+            | Self::Cancel { date_id, .. }
+            | Self::CancelDate { date_id, .. } => *date_id,
         }
     }
 
@@ -279,28 +327,108 @@ pub struct ReleaseResult {
     pub released_at: DateTime<Utc>,
 }
 
-/// `result` of a PAY.
+/// One seat of a checkout, as its result and its payment event list it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PaidSeat {
+    pub reservation_id: Uuid,
+    pub date_id: Uuid,
+    pub seat_no: i32,
+    pub price: i64,
+}
+
+/// `result` of a PAY (a checkout): one payment of `amount`, the sum of its seats' prices, and one
+/// reservation per seat. A checkout of one seat also carries that seat's `reservation_id`, `date_id` and
+/// `seat_no`, as v1 answered them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PaymentResult {
     pub payment_id: Uuid,
-    pub reservation_id: Uuid,
     pub amount: i64,
-    pub date_id: Uuid,
-    pub seat_no: i32,
     pub paid_at: DateTime<Utc>,
+    pub reservations: Vec<PaidSeat>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservation_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seat_no: Option<i32>,
 }
 
-/// Published on the payment events topic, keyed by `reservation_id`. Delivery is at least once:
-/// consumers drop repeats by `event_id`.
+impl PaymentResult {
+    /// The result of a checkout of `seats`, with the v1 fields when there is exactly one.
+    pub fn new(payment_id: Uuid, paid_at: DateTime<Utc>, seats: Vec<PaidSeat>) -> Self {
+        let single = match seats.as_slice() {
+            [seat] => Some(seat.clone()),
+            _ => None,
+        };
+        Self {
+            payment_id,
+            amount: seats.iter().map(|s| s.price).sum(),
+            paid_at,
+            reservation_id: single.as_ref().map(|s| s.reservation_id),
+            date_id: single.as_ref().map(|s| s.date_id),
+            seat_no: single.as_ref().map(|s| s.seat_no),
+            reservations: seats,
+        }
+    }
+}
+
+/// Published on the payment events topic once per checkout, keyed by `payment_id` (so the refunds of its
+/// seats follow it in order). Delivery is at least once: consumers drop repeats by `event_id`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PaymentEvent {
     pub event_id: Uuid,
-    /// Always `payment.completed` in this version.
+    /// Always `payment.completed`.
     pub event_type: String,
     pub occurred_at: DateTime<Utc>,
     pub payment_id: Uuid,
+    /// The first seat's reservation, hold, date and number: the v1 fields of a one-seat payment.
     pub reservation_id: Uuid,
     pub hold_id: Uuid,
+    pub user_id: Uuid,
+    pub concert_id: Uuid,
+    pub date_id: Uuid,
+    pub seat_no: i32,
+    /// The sum of the seats' prices.
+    pub amount: i64,
+    /// Every seat of the checkout, first seat first.
+    #[serde(default)]
+    pub reservations: Vec<PaidSeat>,
+}
+
+impl PaymentEvent {
+    pub const TYPE: &'static str = "payment.completed";
+}
+
+/// `result` of a CANCEL: the reservation is CANCELED and `amount` is back on the balance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CancelResult {
+    pub reservation_id: Uuid,
+    pub refund_id: Uuid,
+    pub amount: i64,
+    pub canceled_at: DateTime<Utc>,
+}
+
+/// `result` of a CANCEL_DATE, the same for every repeat: the counts are those of the cancel that closed
+/// the date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DateCancelResult {
+    pub date_id: Uuid,
+    pub canceled_at: DateTime<Utc>,
+    pub reservations_refunded: i64,
+    pub holds_released: i64,
+}
+
+/// Published on the payment events topic when a reservation is refunded, keyed by `payment_id` (so it
+/// follows its payment's event). One per refund; consumers drop repeats by `event_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RefundEvent {
+    pub event_id: Uuid,
+    /// Always `payment.refunded`.
+    pub event_type: String,
+    pub occurred_at: DateTime<Utc>,
+    pub payment_id: Uuid,
+    pub refund_id: Uuid,
+    pub reservation_id: Uuid,
     pub user_id: Uuid,
     pub concert_id: Uuid,
     pub date_id: Uuid,
@@ -308,8 +436,8 @@ pub struct PaymentEvent {
     pub amount: i64,
 }
 
-impl PaymentEvent {
-    pub const TYPE: &'static str = "payment.completed";
+impl RefundEvent {
+    pub const TYPE: &'static str = "payment.refunded";
 }
 
 #[cfg(test)]
@@ -375,7 +503,7 @@ mod tests {
             Command::Pay {
                 concert_id: c,
                 date_id: d,
-                hold_id: Uuid::new_v4(),
+                hold_ids: vec![Uuid::new_v4()],
                 queue_seq: 9,
             },
         );
@@ -404,6 +532,46 @@ mod tests {
             },
         );
         assert_eq!(Reply::decided(&hold, ok).completed_place, None);
+    }
+
+    #[test]
+    fn a_v2_pay_of_one_hold_reads_as_a_checkout_of_one() {
+        let (c, d, h) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let v2 = serde_json::json!({"kind": "PAY", "concert_id": c, "date_id": d, "hold_id": h, "queue_seq": 3});
+        let pay = Command::Pay {
+            concert_id: c,
+            date_id: d,
+            hold_ids: vec![h],
+            queue_seq: 3,
+        };
+        assert_eq!(serde_json::from_value::<Command>(v2).unwrap(), pay);
+        let v3 = serde_json::to_value(&pay).unwrap();
+        assert_eq!(v3["hold_ids"], serde_json::json!([h]));
+        assert_eq!(serde_json::from_value::<Command>(v3).unwrap(), pay);
+    }
+
+    #[test]
+    fn a_checkout_result_sums_its_seats_and_names_a_single_one_as_v1_did() {
+        let seat = |seat_no, price| PaidSeat {
+            reservation_id: Uuid::new_v4(),
+            date_id: Uuid::nil(),
+            seat_no,
+            price,
+        };
+        let one = PaymentResult::new(Uuid::new_v4(), Utc::now(), vec![seat(4, 100)]);
+        let v = serde_json::to_value(&one).unwrap();
+        assert_eq!(
+            (v["amount"].as_i64(), v["seat_no"].as_i64()),
+            (Some(100), Some(4))
+        );
+        assert_eq!(v["reservation_id"], v["reservations"][0]["reservation_id"]);
+        let two = PaymentResult::new(Uuid::new_v4(), Utc::now(), vec![seat(4, 100), seat(5, 250)]);
+        let v = serde_json::to_value(&two).unwrap();
+        assert_eq!(v["amount"], 350);
+        assert_eq!(v["reservations"].as_array().map(Vec::len), Some(2));
+        for v1_field in ["reservation_id", "date_id", "seat_no"] {
+            assert!(v.get(v1_field).is_none(), "{v1_field} in {v}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What the api and the workers share: the messages on the log, the domain rules and the configuration.
 
 pub mod admission;
+pub mod cancellation;
 pub mod commands;
 pub mod config;
 pub mod db;

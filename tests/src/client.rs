@@ -755,6 +755,25 @@ impl Api {
         self.settle(user, resp).await
     }
 
+    /// `POST /v1/payments` with any body (a checkout of `{"hold_ids": [...]}`, or a malformed one).
+    pub async fn checkout_raw(&self, user: &User, queue_token: &str, body: &Value) -> Resp {
+        self.post("/v1/payments")
+            .auth(user)
+            .queue(queue_token)
+            .wait(10)
+            .json(body)
+            .send()
+            .await
+    }
+
+    /// A checkout of these holds, all paid or none.
+    pub async fn checkout(&self, user: &User, queue_token: &str, hold_ids: &[&str]) -> Outcome {
+        let resp = self
+            .checkout_raw(user, queue_token, &json!({ "hold_ids": hold_ids }))
+            .await;
+        self.settle(user, resp).await
+    }
+
     pub async fn release_raw(&self, user: &User, queue_token: &str, hold_id: &str) -> Resp {
         self.delete(&format!("/v1/holds/{hold_id}"))
             .auth(user)
@@ -767,6 +786,42 @@ impl Api {
     pub async fn release(&self, user: &User, queue_token: &str, hold_id: &str) -> Outcome {
         let resp = self.release_raw(user, queue_token, hold_id).await;
         self.settle(user, resp).await
+    }
+
+    // ---- cancellations ----
+
+    /// `DELETE /v1/reservations/{id}` with `Prefer: wait=10`, raw.
+    pub async fn cancel_raw(&self, user: &User, reservation_id: &str) -> Resp {
+        self.delete(&format!("/v1/reservations/{reservation_id}"))
+            .auth(user)
+            .wait(10)
+            .send()
+            .await
+    }
+
+    /// Cancels a reservation, however the answer comes (directly, or by polling).
+    pub async fn cancel(&self, user: &User, reservation_id: &str) -> Outcome {
+        let resp = self.cancel_raw(user, reservation_id).await;
+        self.settle(user, resp).await
+    }
+
+    /// `POST /v1/admin/dates/{id}/cancel` with the admin token (and the call's default wait), raw.
+    pub async fn cancel_date_raw(&self, date_id: Uuid) -> Resp {
+        self.admin(Method::POST, &format!("/v1/admin/dates/{date_id}/cancel"))
+            .send()
+            .await
+    }
+
+    /// `GET /v1/admin/concerts/{id}/sales`, expecting 200.
+    pub async fn sales(&self, concert_id: Uuid) -> Value {
+        let resp = self
+            .admin(
+                Method::GET,
+                &format!("/v1/admin/concerts/{concert_id}/sales"),
+            )
+            .send()
+            .await;
+        resp.expect(200).clone()
     }
 
     /// `GET /v1/requests/{id}`, raw, optionally with `Prefer: wait=N`.

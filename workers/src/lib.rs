@@ -80,16 +80,16 @@ pub async fn run(config: WorkerConfig, shutdown: watch::Receiver<bool>) -> anyho
         roles_running.spawn(async move { ("sweeper", sweeper::run(pool, interval, rx).await) });
     }
     if let Some(producer) = producer.filter(|_| roles.relay) {
-        let (pool, topic, interval, rx) = (
+        let (pool, topics, interval, rx) = (
             pool.clone(),
-            topics.payment_events.clone(),
+            topics.clone(),
             config.relay_interval,
             stop_rx.clone(),
         );
         roles_running.spawn(async move {
             (
                 "relay",
-                relay::run(pool, producer, topic, interval, rx).await,
+                relay::run(pool, producer, topics, interval, rx).await,
             )
         });
     }

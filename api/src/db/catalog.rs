@@ -141,14 +141,14 @@ pub struct DateRow {
     pub total_seats: i32,
 }
 
-/// The concert's dates that have not started, with seats free right now (unsold, and unheld or lapsed).
+/// The concert's dates that have not started and are not cancelled, with seats free right now (unsold, and unheld or lapsed).
 pub async fn open_dates(pool: &PgPool, concert_id: Uuid) -> Result<Vec<DateRow>, sqlx::Error> {
     sqlx::query_as!(
         DateRow,
         "SELECT d.date_id, d.starts_at, d.total_seats, \
                 count(*) FILTER (WHERE s.reservation_id IS NULL AND (s.hold_expires_at IS NULL OR s.hold_expires_at <= now())) AS \"available_seats!\" \
          FROM concert_dates d JOIN seats s ON s.date_id = d.date_id \
-         WHERE d.concert_id = $1 AND d.starts_at > now() \
+         WHERE d.concert_id = $1 AND d.starts_at > now() AND d.canceled_at IS NULL \
          GROUP BY d.date_id ORDER BY d.starts_at, d.date_id",
         concert_id,
     )
@@ -208,6 +208,30 @@ pub struct HoldRoute {
     pub user_id: Uuid,
     pub concert_id: Uuid,
     pub date_id: Uuid,
+}
+
+/// The route of each of these holds that exists, by hold id.
+pub async fn hold_routes(
+    pool: &PgPool,
+    hold_ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, HoldRoute>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "SELECT hold_id, user_id, concert_id, date_id FROM holds WHERE hold_id = ANY($1)",
+        hold_ids,
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let route = HoldRoute {
+                user_id: r.user_id,
+                concert_id: r.concert_id,
+                date_id: r.date_id,
+            };
+            (r.hold_id, route)
+        })
+        .collect())
 }
 
 pub async fn hold_route(pool: &PgPool, hold_id: Uuid) -> Result<Option<HoldRoute>, sqlx::Error> {

@@ -32,7 +32,7 @@ async function readBody(response) {
  * One HTTP call. `auth` is an access or admin token, `queueToken` an `X-Queue-Token`. Answers the parsed body
  * with `status` and the response headers; throws ApiProblem on any non-2xx.
  */
-export async function call(method, path, { body, auth, queueToken, wait, extraHeaders } = {}) {
+export async function call(method, path, { body, auth, queueToken, wait, extraHeaders, cache = "no-store" } = {}) {
   const headers = { Accept: "application/json", ...extraHeaders };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (auth) headers.Authorization = `Bearer ${auth}`;
@@ -44,7 +44,9 @@ export async function call(method, path, { body, auth, queueToken, wait, extraHe
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
-      cache: "no-store",
+      // "no-cache" (the seat map) keeps the answer and revalidates it with If-None-Match every time: an
+      // unchanged map comes back as a 304 with no body, which the browser answers from its copy.
+      cache,
     });
   } catch {
     throw new ApiProblem(0, { code: "NETWORK", detail: "the service could not be reached" });
@@ -93,13 +95,16 @@ const PLAIN_WORDS = {
   QUEUE_PROOF_INVALID: "Your browser's check before joining did not pass. Please join again.",
   CONCERT_NOT_FOUND: "That concert does not exist (any more).",
   DATE_NOT_FOUND: "That date does not exist (any more).",
-  DATE_CLOSED: "That date has already started, so it can no longer be booked.",
+  DATE_CLOSED: "That date has started or was cancelled, so it can no longer be booked.",
   SEAT_NOT_FOUND: "That seat does not exist.",
   SEAT_UNAVAILABLE: "Someone else got this seat first. Please pick another one.",
   HOLD_LIMIT_REACHED: "You already hold as many seats as one person may for this date. Pay for or give back one first.",
   HOLD_NOT_FOUND: "That hold does not exist any more.",
   HOLD_EXPIRED: "Your hold ran out before payment. Please pick the seat again.",
   ALREADY_PAID: "This seat is already paid for.",
+  RESERVATION_NOT_FOUND: "That ticket does not exist (or is not yours).",
+  ALREADY_CANCELED: "That ticket is already cancelled; its price was refunded.",
+  CANCEL_CLOSED: "It is too late to cancel that ticket: its date is too close or has started.",
   INSUFFICIENT_BALANCE: "Your balance is too low for this seat. Top up, then pay again.",
   INVALID_AMOUNT: "Enter a whole number of won, more than zero and within the top-up limit.",
   REQUEST_NOT_FOUND: "That request is unknown.",

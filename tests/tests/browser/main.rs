@@ -6,11 +6,13 @@
 //! them); otherwise they go to `target/screenshots/`, so every run still takes them.
 
 mod admin;
+mod checkout;
 mod journey;
 mod pages;
 mod pre_queue;
 mod race;
 mod room;
+mod tickets;
 
 use std::path::PathBuf;
 

@@ -3,7 +3,10 @@
 //! `KAFKA_BROKERS`.
 
 mod balance;
+mod box_office;
+mod cancellations;
 mod catalog;
+mod checkout;
 mod claim_races;
 mod claims;
 mod dead_letters;
@@ -25,6 +28,7 @@ mod races;
 mod refusals;
 mod requests;
 mod resume;
+mod seat_maps;
 mod secrets;
 mod shedding;
 mod support;

@@ -34,6 +34,7 @@ pub(crate) fn code_for_constraint(name: &str) -> Option<ErrorCode> {
         "seat_sold_once" => Some(ErrorCode::SeatUnavailable),
         "hold_paid_once" | "reservation_per_hold" => Some(ErrorCode::AlreadyPaid),
         "balance_not_negative" => Some(ErrorCode::InsufficientBalance),
+        "refund_per_reservation" => Some(ErrorCode::AlreadyCanceled),
         _ => None,
     }
 }

@@ -4,6 +4,8 @@
 //! capped backoff, forever: a command is never skipped. Any other failure re-applies the batch one command
 //! per transaction, so one bad command gets a FAILED outcome and the others still go through.
 
+mod cancel;
+mod cancel_date;
 mod context;
 mod decision;
 mod errors;

@@ -10,6 +10,8 @@ use sqlx::PgConnection;
 use tracing::instrument;
 use uuid::Uuid;
 
+use super::cancel::{cancel_run, CancelRequest};
+use super::cancel_date::{cancel_date_run, CancelDateRequest};
 use super::context::{ApplyContext, LogCommand};
 use super::decision::{self, outcome, Decision};
 use super::hold::{hold_run, HoldRequest};
@@ -148,6 +150,18 @@ async fn apply_run(
         CommandKind::Pay => {
             let asks = requests_of(&envelopes, PayRequest::from_envelope)?;
             let decided = pay_run(conn, now, &asks).await.context("paying")?;
+            outcomes(&envelopes, decided)
+        }
+        CommandKind::Cancel => {
+            let asks = requests_of(&envelopes, CancelRequest::from_envelope)?;
+            let decided = cancel_run(conn, now, &asks).await.context("cancelling")?;
+            outcomes(&envelopes, decided)
+        }
+        CommandKind::CancelDate => {
+            let asks = requests_of(&envelopes, CancelDateRequest::from_envelope)?;
+            let decided = cancel_date_run(conn, now, &asks)
+                .await
+                .context("cancelling dates")?;
             outcomes(&envelopes, decided)
         }
     };

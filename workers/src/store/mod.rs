@@ -4,9 +4,11 @@
 //! Deadlines are always compared with Postgres' `now()`, the transaction's start time, never with the
 //! worker's clock: every process then agrees on whether a hold or an admission window has lapsed.
 
+pub(crate) mod dates;
 pub(crate) mod outbox;
 pub(crate) mod payments;
 pub(crate) mod queue;
+pub(crate) mod refunds;
 pub(crate) mod requests;
 pub(crate) mod retention;
 pub(crate) mod seats;

@@ -2,6 +2,7 @@
 //! one fresh database per test.
 
 mod background;
+mod cancels;
 mod helpers;
 mod holds;
 mod joins;

@@ -49,7 +49,7 @@ export async function refreshSeats() {
   if (!state.dateId || state.place?.status !== "ACTIVE") return;
   const dateId = state.dateId;
   const { data } = await call("GET", `/v1/concerts/${state.concertId}/dates/${dateId}/seats`, {
-    auth: token(), queueToken: state.queueToken,
+    auth: token(), queueToken: state.queueToken, cache: "no-cache",
   });
   if (dateId !== state.dateId) return;
   const map = $("seat-map");
@@ -76,8 +76,8 @@ export async function refreshSeats() {
 
 function isMine(dateId, seatNo, status) {
   if (status === "AVAILABLE") return false;
-  const held = state.hold && state.hold.date_id === dateId && state.hold.seat_no === seatNo
-    && new Date(state.hold.expires_at) > new Date();
+  const held = state.holds.some((x) => x.date_id === dateId && x.seat_no === seatNo
+    && new Date(x.expires_at) > new Date());
   const bought = state.reservations.some((r) => r.date_id === dateId && r.seat_no === seatNo);
   return held || bought;
 }
