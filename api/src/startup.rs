@@ -38,6 +38,8 @@ const ROOM_REFRESH: Duration = Duration::from_millis(250);
 /// How often the claims seen by this instance are written (one statement per beat). Well inside
 /// `CLAIM_GRACE_MS`, the time the ticker waits past a claim deadline before ending unclaimed places.
 const CLAIM_WRITE: Duration = Duration::from_millis(250);
+/// How long a stopping api tries to write the claims made while it drained.
+const FINAL_CLAIMS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections of the background tasks' pool: the refresher, the claim writer and the readiness check.
 const BACKGROUND_CONNECTIONS: u32 = 3;
 /// Largest request body accepted.
@@ -137,9 +139,25 @@ impl Application {
         ));
         tracing::info!(addr = %self.addr(), "api listening");
         let header_read_timeout = state.config.limits.header_read_timeout;
-        crate::shedding::serve(self.listener, app(state), header_read_timeout, shutdown)
-            .await
-            .context("serving http")
+        let served = crate::shedding::serve(
+            self.listener,
+            app(state.clone()),
+            header_read_timeout,
+            shutdown,
+        )
+        .await
+        .context("serving http");
+        // Requests answered while the connections drained claimed places too; the claim writer stopped at
+        // the signal, so they are written now (a bounded wait: a database that does not answer loses them).
+        let flushed = tokio::time::timeout(
+            FINAL_CLAIMS_TIMEOUT,
+            crate::rooms::claim_writer::write_claims(&state.rooms, &state.background_pool),
+        )
+        .await;
+        if !matches!(flushed, Ok(true)) {
+            tracing::warn!("claims made while draining could not all be written");
+        }
+        served
     }
 }
 

@@ -28,24 +28,31 @@ pub async fn run_claim_writer(
             _ = tick.tick() => false,
             _ = shutdown.changed() => true,
         };
-        loop {
-            let claims = cache.take_claims(MAX_CLAIMS_PER_STATEMENT);
-            if claims.is_empty() {
-                break;
-            }
-            match db::rooms::write_claims(&pool, &claims).await {
-                Ok(written) => {
-                    metrics::counter!("queue_claims_written_total").increment(written);
-                }
-                Err(err) => {
-                    tracing::warn!(error = ?err, claims = claims.len(), "writing claims failed; retrying");
-                    cache.return_claims(claims);
-                    break;
-                }
-            }
-        }
+        write_claims(&cache, &pool).await;
         if stopping {
             return;
+        }
+    }
+}
+
+/// Writes the claims seen so far, a bounded statement at a time; `false` if a write failed (its claims are
+/// kept for the next try). The api calls it once more after its connections drained at shutdown: requests
+/// answered during the drain claim places too.
+pub async fn write_claims(cache: &RoomCache, pool: &PgPool) -> bool {
+    loop {
+        let claims = cache.take_claims(MAX_CLAIMS_PER_STATEMENT);
+        if claims.is_empty() {
+            return true;
+        }
+        match db::rooms::write_claims(pool, &claims).await {
+            Ok(written) => {
+                metrics::counter!("queue_claims_written_total").increment(written);
+            }
+            Err(err) => {
+                tracing::warn!(error = ?err, claims = claims.len(), "writing claims failed; retrying");
+                cache.return_claims(claims);
+                return false;
+            }
         }
     }
 }
