@@ -50,10 +50,10 @@ impl RateLimiters {
         check(self.commands.as_ref(), &user, "commands")
     }
 
-    /// One sign-up from `addr` (no address known: not limited).
+    /// One sign-up from `addr` (no address known: not limited), counted per [`client_network`].
     pub fn check_signup(&self, addr: Option<IpAddr>) -> Result<(), RateLimited> {
         match addr {
-            Some(addr) => check(self.signups.as_ref(), &addr, "signups"),
+            Some(addr) => check(self.signups.as_ref(), &client_network(addr), "signups"),
             None => Ok(()),
         }
     }
@@ -107,6 +107,21 @@ pub async fn run_forgetter(limits: Arc<RateLimiters>, mut shutdown: watch::Recei
             }
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// The key an address is limited by. An IPv6 client is handed a whole /64 (2^64 addresses to rotate
+/// through), so it counts as its /64; an IPv4 address mapped into IPv6 counts as that IPv4 address.
+pub fn client_network(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(prefix.into())
+            }
+        },
     }
 }
 
@@ -175,6 +190,27 @@ mod tests {
         assert!(limits.check_signup(Some(a)).is_err());
         limits.check_signup(Some(b)).expect("another address");
         limits.check_signup(None).expect("no address, no limit");
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_is_one_address_and_mapped_ipv4_is_its_ipv4() {
+        let limits = RateLimiters::new(&config(10, 20));
+        for host in 1..=3 {
+            let addr: IpAddr = format!("2001:db8:1:2::{host:x}").parse().unwrap();
+            limits
+                .check_signup(Some(addr))
+                .expect("within the allowance");
+        }
+        let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        assert!(limits.check_signup(Some(same_64)).is_err(), "one /64");
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        limits.check_signup(Some(other_64)).expect("another /64");
+
+        let mapped: IpAddr = "::ffff:10.0.0.7".parse().unwrap();
+        assert_eq!(
+            client_network(mapped),
+            "10.0.0.7".parse::<IpAddr>().unwrap()
+        );
     }
 
     /// What the per-user check costs: `cargo test -p concert-api --lib rate_limits::tests::cost --
