@@ -2,9 +2,10 @@
 //! transactions leave for the log (a checkout's releases of the payer's holds on other dates), each row to
 //! the topic it names.
 //!
-//! Claim with `FOR UPDATE SKIP LOCKED`, produce, wait for the broker's confirmation, then mark and commit.
-//! Several relays share the rows without losing any; a crash between producing and marking sends the
-//! event again, which consumers drop by `event_id`.
+//! Lease a batch of rows (one short statement), produce them outside any transaction, wait for the broker's
+//! confirmation, then mark them. Several relays share the rows without losing any; a relay that dies
+//! between producing and marking leaves its rows to the others when their lease ends ([`LEASE`]), so the
+//! event is sent again and consumers drop the repeat by `event_id`.
 
 use std::time::Duration;
 
@@ -24,6 +25,9 @@ use crate::store::outbox::{self, PendingEvent, BOOKING_COMMANDS, PAYMENT_EVENTS}
 /// Most events claimed in one round.
 const RELAY_BATCH: i64 = 100;
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a relay has its rows to itself: longer than a delivery can take (`QUEUE_TIMEOUT` to enter the
+/// producer's queue plus its 15 s delivery timeout), short enough that a dead relay's rows go out soon.
+const LEASE: Duration = Duration::from_secs(30);
 
 /// Publishes every `interval`, or at once again after a full round, until shutdown.
 pub(crate) async fn run(
@@ -68,27 +72,30 @@ async fn publish_round(
     producer: &FutureProducer,
     topics: &Topics,
 ) -> anyhow::Result<usize> {
-    let mut tx = pool.begin().await.context("starting a transaction")?;
-    let events = outbox::claim_unpublished(&mut tx, RELAY_BATCH).await?;
+    let events = outbox::lease_unpublished(pool, RELAY_BATCH, LEASE).await?;
     if events.is_empty() {
         return Ok(0);
     }
     let deliveries = join_all(events.iter().map(|event| publish(producer, topics, event))).await;
     let mut confirmed = Vec::with_capacity(events.len());
+    let mut failed = Vec::new();
     let mut first_failure = None;
     for (event, delivery) in events.iter().zip(deliveries) {
         match delivery {
             Ok(()) => confirmed.push(event.id),
             Err(err) => {
+                failed.push(event.id);
                 first_failure.get_or_insert(err);
             }
         }
     }
     if !confirmed.is_empty() {
         abort_if_chaos_failpoint(confirmed.len());
-        outbox::mark_published(&mut tx, &confirmed).await?;
+        outbox::mark_published(pool, &confirmed).await?;
     }
-    tx.commit().await.context("committing published events")?;
+    if !failed.is_empty() {
+        outbox::release_leases(pool, &failed).await?;
+    }
     metrics::events_published(confirmed.len());
     if let Some(err) = first_failure {
         anyhow::bail!(

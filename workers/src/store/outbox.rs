@@ -3,7 +3,9 @@
 use anyhow::Context;
 use concert_core::commands::CommandEnvelope;
 use serde_json::Value;
-use sqlx::PgConnection;
+use std::time::Duration;
+
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 /// `outbox.topic` of the payment events (the default), published on `events.payments`.
@@ -22,35 +24,59 @@ pub(crate) struct PendingEvent {
     pub payload: Value,
 }
 
-/// Claims up to `limit` unpublished events, oldest first. Rows another relay has claimed are skipped, so
-/// relays in several processes share the work without waiting on each other.
-pub(crate) async fn claim_unpublished(
-    conn: &mut PgConnection,
+/// Leases up to `limit` unpublished events, oldest first, for `lease`: until then no other relay takes
+/// them. Rows leased by another relay are skipped, so relays in several processes share the work without
+/// waiting on each other; a relay that dies leaves its rows to the others once the lease ends. One short
+/// statement: no transaction stays open while the broker delivers.
+pub(crate) async fn lease_unpublished(
+    pool: &PgPool,
     limit: i64,
+    lease: Duration,
 ) -> anyhow::Result<Vec<PendingEvent>> {
     sqlx::query_as!(
         PendingEvent,
-        "SELECT id, event_id, topic, event_key, payload FROM outbox
-         WHERE published_at IS NULL
-         ORDER BY id
-         LIMIT $1
-         FOR UPDATE SKIP LOCKED",
+        "UPDATE outbox SET leased_until = now() + make_interval(secs => $2), attempts = attempts + 1
+         WHERE id IN (
+             SELECT id FROM outbox
+             WHERE published_at IS NULL AND (leased_until IS NULL OR leased_until < now())
+             ORDER BY id
+             LIMIT $1
+             FOR UPDATE SKIP LOCKED)
+         RETURNING id, event_id, topic, event_key, payload",
         limit,
+        lease.as_secs_f64(),
     )
-    .fetch_all(conn)
+    .fetch_all(pool)
     .await
-    .context("claiming unpublished events")
+    .context("leasing unpublished events")
+    .map(|mut rows| {
+        // RETURNING follows no order; the broker gets them oldest first.
+        rows.sort_by_key(|e| e.id);
+        rows
+    })
 }
 
 /// Marks the events the broker confirmed.
-pub(crate) async fn mark_published(conn: &mut PgConnection, ids: &[i64]) -> anyhow::Result<()> {
+pub(crate) async fn mark_published(pool: &PgPool, ids: &[i64]) -> anyhow::Result<()> {
     sqlx::query!(
-        "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1)",
+        "UPDATE outbox SET published_at = now(), leased_until = NULL WHERE id = ANY($1)",
         ids,
     )
-    .execute(conn)
+    .execute(pool)
     .await
     .context("marking events published")?;
+    Ok(())
+}
+
+/// Gives back events the broker did not confirm, for the next round rather than after the lease.
+pub(crate) async fn release_leases(pool: &PgPool, ids: &[i64]) -> anyhow::Result<()> {
+    sqlx::query!(
+        "UPDATE outbox SET leased_until = NULL WHERE id = ANY($1) AND published_at IS NULL",
+        ids,
+    )
+    .execute(pool)
+    .await
+    .context("releasing leased events")?;
     Ok(())
 }
 
