@@ -111,6 +111,7 @@ pub fn admitted(state: &AppState, claims: &QueueClaims) -> ApiResult<()> {
                     "the place was not claimed in time after admission; join again"
                 }
                 EndReason::WindowEnded => "the active window has closed; join again",
+                EndReason::Pruned => "this place ended long ago; join again",
             },
         )),
         PlaceStatus::Completed => Err(ApiError::new(

@@ -7,6 +7,11 @@
 //!
 //! With an `Idempotency-Key` the nonce is itself derived from (user, kind, key), so the same key from the same
 //! user always names the same request, on every instance, and the worker's dedupe applies it once.
+//!
+//! A fresh id's nonce begins with the second it was issued (4 bytes, big-endian Unix time) and has the low
+//! bit of its byte 7 set; a keyed id has that bit clear. The retention deletes decided requests after a day
+//! or more, so a fresh id issued more than [`RequestIds::FORGOTTEN_AFTER_SECS`] ago that has no stored
+//! outcome is pruned (or was never applied): the api answers 404 rather than PENDING for good.
 
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -16,6 +21,9 @@ use uuid::Uuid;
 use crate::commands::CommandKind;
 
 type HmacSha256 = Hmac<Sha256>;
+
+/// The bit of nonce byte 7 that marks a fresh id, whose nonce begins with its issue time.
+const TIMED: u8 = 0x01;
 
 #[derive(Clone)]
 pub struct RequestIds {
@@ -35,11 +43,32 @@ impl RequestIds {
         }
     }
 
+    /// The shortest retention of decided requests (`RETENTION_HOURS` is at least 24).
+    pub const FORGOTTEN_AFTER_SECS: i64 = 24 * 3600;
+
     /// A fresh id for a request without an idempotency key.
     pub fn fresh(&self, user: Uuid, kind: CommandKind) -> Uuid {
+        self.fresh_at(user, kind, chrono::Utc::now().timestamp())
+    }
+
+    /// A fresh id issued at `unix_secs` (tests make old ones with it). 27 random bits remain, and an id
+    /// also carries its user and kind in the MAC, so two ids collide only for one user's requests of one
+    /// kind in the same second.
+    pub fn fresh_at(&self, user: Uuid, kind: CommandKind, unix_secs: i64) -> Uuid {
         let mut nonce = [0u8; 8];
-        rand::thread_rng().fill_bytes(&mut nonce);
+        rand::thread_rng().fill_bytes(&mut nonce[4..]);
+        let secs = u32::try_from(unix_secs.max(0)).unwrap_or(u32::MAX);
+        nonce[..4].copy_from_slice(&secs.to_be_bytes());
+        nonce[7] |= TIMED;
         self.build(user, kind, nonce)
+    }
+
+    /// When a fresh id was issued (Unix seconds); `None` for a keyed id. Meaningful only for an id that
+    /// [`verify`](Self::verify) accepted.
+    pub fn issued_at(id: Uuid) -> Option<i64> {
+        let bytes = id.as_bytes();
+        (bytes[7] & TIMED != 0)
+            .then(|| i64::from(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])))
     }
 
     /// The one id for (user, kind, idempotency key).
@@ -51,6 +80,7 @@ impl RequestIds {
         let digest = mac.finalize().into_bytes();
         let mut nonce = [0u8; 8];
         nonce.copy_from_slice(&digest[..8]);
+        nonce[7] &= !TIMED;
         self.build(user, kind, nonce)
     }
 
@@ -100,6 +130,23 @@ mod tests {
         assert_eq!(ids.verify(bob, id), None);
         assert_eq!(ids.verify(alice, Uuid::new_v4()), None);
         assert_ne!(ids.fresh(alice, CommandKind::Hold), id);
+    }
+
+    #[test]
+    fn fresh_ids_carry_their_issue_time_and_keyed_ids_none() {
+        let ids = RequestIds::new(b"s".to_vec());
+        let user = Uuid::new_v4();
+        let old = ids.fresh_at(user, CommandKind::Join, 1_800_000_000);
+        assert_eq!(ids.verify(user, old), Some(CommandKind::Join));
+        assert_eq!(RequestIds::issued_at(old), Some(1_800_000_000));
+        let now = chrono::Utc::now().timestamp();
+        let fresh = RequestIds::issued_at(ids.fresh(user, CommandKind::Hold)).unwrap();
+        assert!((now - fresh).abs() <= 1);
+        for key in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+            let keyed = ids.for_idempotency_key(user, CommandKind::Pay, key);
+            assert_eq!(RequestIds::issued_at(keyed), None, "key {key}");
+            assert_eq!(ids.verify(user, keyed), Some(CommandKind::Pay));
+        }
     }
 
     #[test]

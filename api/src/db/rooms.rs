@@ -16,6 +16,9 @@ pub struct RoomRow {
     pub admitted_upto: i64,
     pub next_admit_at: Option<DateTime<Utc>>,
     pub abandoned_total: i64,
+    /// Every place up to this line number ended more than the retention ago and is pruned (or about to
+    /// be): it reads EXPIRED without being held (`workers/src/retention.rs`).
+    pub pruned_upto: i64,
 }
 
 /// Where the incremental refresh stands.
@@ -108,6 +111,7 @@ struct RoomRecord {
     admitted_upto: i64,
     next_admit_at: Option<DateTime<Utc>>,
     abandoned_total: i64,
+    pruned_upto: i64,
 }
 
 impl From<RoomRecord> for RoomRow {
@@ -126,6 +130,7 @@ impl From<RoomRecord> for RoomRow {
             admitted_upto: r.admitted_upto,
             next_admit_at: r.next_admit_at,
             abandoned_total: r.abandoned_total,
+            pruned_upto: r.pruned_upto,
         }
     }
 }
@@ -156,7 +161,8 @@ pub async fn read_changes(
     let rooms: Vec<RoomRow> = sqlx::query_as!(
         RoomRecord,
         "SELECT concert_id, max_active_users, admit_per_interval, interval_seconds, active_seconds, \
-         hold_seconds, claim_seconds, last_seq, admitted_upto, next_admit_at, abandoned_total FROM waiting_rooms"
+         hold_seconds, claim_seconds, last_seq, admitted_upto, next_admit_at, abandoned_total, pruned_upto \
+         FROM waiting_rooms"
     )
     .fetch_all(&mut *tx)
     .await?
@@ -225,17 +231,20 @@ pub async fn read_changes(
             .fetch_all(&mut *tx)
             .await?
         }
-        // First read: every completed or ended place, and the claims that can still matter (no window
-        // is longer than MAX_SECONDS).
+        // First read: every completed or ended place the retention has not pruned yet (nothing at or below
+        // its room's `pruned_upto`: those read EXPIRED without being held), and the claims that can still
+        // matter (no window is longer than MAX_SECONDS).
         None => {
             sqlx::query_as!(
                 PlaceChange,
                 r#"SELECT concert_id, seq, claimed_at IS NOT NULL AS "claimed!",
                     completed_at IS NOT NULL AS "completed!", ended_at IS NOT NULL AS "ended!"
-                 FROM queue_entries
+                 FROM queue_entries q
                  WHERE change_xid IS NOT NULL
                    AND (completed_at IS NOT NULL OR ended_at IS NOT NULL
-                        OR claimed_at > now() - make_interval(secs => $1))"#,
+                        OR claimed_at > now() - make_interval(secs => $1))
+                   AND NOT EXISTS (SELECT 1 FROM waiting_rooms r
+                                   WHERE r.concert_id = q.concert_id AND q.line_no <= r.pruned_upto)"#,
                 f64::from(concert_core::admission::MAX_SECONDS),
             )
             .fetch_all(&mut *tx)
@@ -304,7 +313,7 @@ pub async fn room(pool: &PgPool, concert_id: Uuid) -> Result<Option<RoomRow>, sq
     let row = sqlx::query_as!(
         RoomRecord,
         "SELECT concert_id, max_active_users, admit_per_interval, interval_seconds, active_seconds, \
-         hold_seconds, claim_seconds, last_seq, admitted_upto, next_admit_at, abandoned_total \
+         hold_seconds, claim_seconds, last_seq, admitted_upto, next_admit_at, abandoned_total, pruned_upto \
          FROM waiting_rooms WHERE concert_id = $1",
         concert_id,
     )
@@ -416,7 +425,7 @@ pub async fn set_join_proof_bits(
 
 /// Records a proof-of-work challenge as used by the join it lets in; false when it was used already
 /// (by this or any other api instance: the challenge is the key). Used challenges past their expiry are
-/// pruned by the same statement's neighbour, [`prune_used_proofs`].
+/// deleted by the workers' retention role (`workers/src/store/retention.rs`).
 pub async fn use_proof(
     pool: &PgPool,
     challenge: &str,
@@ -447,14 +456,4 @@ pub async fn unuse_proof(pool: &PgPool, challenge: &str) -> Result<(), sqlx::Err
     .execute(pool)
     .await?;
     Ok(())
-}
-
-/// Forgets used challenges that have expired (an expired challenge is refused anyway).
-pub async fn prune_used_proofs(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query!(
-        "DELETE FROM queue_proofs_used WHERE expires_at < now() - interval '1 minute'"
-    )
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
 }

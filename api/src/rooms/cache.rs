@@ -315,6 +315,7 @@ impl RoomCache {
                 room.admitted_upto = row.admitted_upto;
                 room.next_admit_at = row.next_admit_at;
                 room.abandoned_total = row.abandoned_total;
+                room.prune_upto(row.pruned_upto);
             }
             for (concert_id, step) in snapshot.admissions {
                 if let Some(room) = rooms.get_mut(&concert_id) {
@@ -395,6 +396,10 @@ const PRUNE_EVERY: u64 = 40;
 /// Applies one place's change; true when it may change what its stream shows (claims do not: the
 /// place's own requests made them).
 fn apply_change(room: &mut Room, change: &PlaceChange) -> bool {
+    if room.line(change.seq) <= room.pruned_upto {
+        // Pruned by the retention (read as EXPIRED): nothing to remember.
+        return false;
+    }
     if change.claimed {
         room.claimed.insert(change.seq);
     }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use concert_core::admission::{
-    admitted_status, waiting_status, Admission, DrawOrder, PlaceFacts, PlaceStatus, Policy,
-    Turnover, CLAIM_GRACE_MS,
+    admitted_status, waiting_status, Admission, DrawOrder, EndReason, PlaceFacts, PlaceStatus,
+    Policy, Turnover, CLAIM_GRACE_MS,
 };
 
 use crate::db::rooms::Opening;
@@ -21,11 +21,15 @@ pub struct Room {
     pub admitted_upto: i64,
     pub next_admit_at: Option<DateTime<Utc>>,
     pub abandoned_total: i64,
+    /// Every place up to this line ended more than the retention ago and is pruned from Postgres: it reads
+    /// EXPIRED (with no reason) and the sets below hold nothing up to it, so they grow with the retention's
+    /// window, not with every on-sale ever held.
+    pub pruned_upto: i64,
     /// Admission steps whose window may still be open, by `upto_seq`.
     pub(super) admissions: BTreeMap<i64, Admission>,
-    /// Kept for good: a paid place reads COMPLETED even after its window closed.
+    /// Kept until pruned: a paid place reads COMPLETED even after its window closed.
     pub(super) completed: HashSet<i64>,
-    /// Ended for want of a claim; kept for good like `completed`.
+    /// Ended for want of a claim; kept until pruned like `completed`.
     pub(super) ended: HashSet<i64>,
     /// Claimed places of the open steps (forgotten with their step).
     pub(super) claimed: HashSet<i64>,
@@ -46,6 +50,7 @@ impl Room {
             admitted_upto: 0,
             next_admit_at: None,
             abandoned_total: 0,
+            pruned_upto: 0,
             admissions: BTreeMap::new(),
             completed: HashSet::new(),
             ended: HashSet::new(),
@@ -87,6 +92,11 @@ impl Room {
             };
         }
         let line = self.line(seq);
+        if line <= self.pruned_upto {
+            return PlaceStatus::Expired {
+                reason: EndReason::Pruned,
+            };
+        }
         if line > self.admitted_upto {
             return waiting_status(
                 line - self.admitted_upto,
@@ -136,6 +146,19 @@ impl Room {
             }
         }
         ends
+    }
+
+    /// Moves the retention's watermark and forgets what it knew of the places at or below it.
+    pub(super) fn prune_upto(&mut self, upto: i64) {
+        if upto <= self.pruned_upto {
+            return;
+        }
+        self.pruned_upto = upto;
+        let order = self.order.clone();
+        let kept = |s: &i64| order.line(*s) > upto;
+        self.completed.retain(kept);
+        self.ended.retain(kept);
+        self.claimed.retain(kept);
     }
 
     pub(super) fn recompute_turnover(&mut self, now: DateTime<Utc>) {

@@ -227,7 +227,7 @@ impl QueueStatus {
                 body.eta_seconds = eta_seconds;
             }
             PlaceStatus::Active { active_until } => body.active_until = Some(active_until),
-            PlaceStatus::Expired { reason } => body.reason = Some(reason.as_str()),
+            PlaceStatus::Expired { reason } => body.reason = reason.shown(),
             PlaceStatus::Completed => {}
         }
         body

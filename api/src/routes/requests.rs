@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use concert_core::request_id::RequestIds;
 use concert_core::ErrorCode;
 use uuid::Uuid;
 
@@ -31,11 +32,13 @@ pub async fn poll(
             format!("you have no request {request_id}"),
         )
     })?;
+    let forgotten = forgotten(request_id);
     let known = match wait {
         Some(secs) if secs > 0 => {
             let rx = state.replies.subscribe(request_id);
             match submit::known_outcome(&state, request_id).await {
                 Some(reply) => Some(reply),
+                None if forgotten => None,
                 None => {
                     submit::await_outcome(&state, request_id, rx, Duration::from_secs(secs)).await
                 }
@@ -44,11 +47,26 @@ pub async fn poll(
         _ => submit::known_outcome(&state, request_id).await,
     };
     Ok(match (known, wait) {
+        (None, _) if forgotten => {
+            return Err(ApiError::new(
+                ErrorCode::RequestNotFound,
+                format!("request {request_id} is older than the retention of outcomes"),
+            ))
+        }
         (Some(reply), Some(secs)) if secs > 0 => decided(&state, reply),
         (Some(reply), _) => {
             (StatusCode::OK, Json(RequestDoc::from_reply(&state, reply))).into_response()
         }
         (None, Some(secs)) if secs > 0 => submit::accepted(request_id, "PENDING"),
         (None, _) => (StatusCode::OK, Json(RequestDoc::pending(request_id, kind))).into_response(),
+    })
+}
+
+/// An id issued longer ago than the retention keeps outcomes, with no outcome stored: pruned by the
+/// retention, or never applied. Either way no outcome will come, so it is not found rather than PENDING for
+/// good. Keyed ids carry no issue time and stay PENDING (`concert_core::request_id`).
+fn forgotten(request_id: Uuid) -> bool {
+    RequestIds::issued_at(request_id).is_some_and(|issued| {
+        chrono::Utc::now().timestamp() - issued > RequestIds::FORGOTTEN_AFTER_SECS
     })
 }

@@ -17,6 +17,9 @@ pub enum EndReason {
     NotClaimed,
     /// The active window ran out.
     WindowEnded,
+    /// Ended long ago and pruned by the retention: the place is no longer known, only that it ended. The
+    /// contract gives no reason for it (`EndReason::shown`).
+    Pruned,
 }
 
 impl EndReason {
@@ -24,6 +27,15 @@ impl EndReason {
         match self {
             Self::NotClaimed => "NOT_CLAIMED",
             Self::WindowEnded => "WINDOW_ENDED",
+            Self::Pruned => "PRUNED",
+        }
+    }
+
+    /// The `reason` a status shows: none for a pruned place (`{"status": "EXPIRED"}`).
+    pub fn shown(self) -> Option<&'static str> {
+        match self {
+            Self::Pruned => None,
+            other => Some(other.as_str()),
         }
     }
 }

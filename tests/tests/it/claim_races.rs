@@ -93,6 +93,7 @@ async fn claims_and_abandons_with_several_tickers_keep_admission_contiguous_and_
         ticker: true,
         sweeper: false,
         relay: false,
+        retention: false,
     };
     let stack = TestStack::builder()
         .apis(2)

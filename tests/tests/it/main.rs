@@ -28,6 +28,7 @@ mod races;
 mod refusals;
 mod requests;
 mod resume;
+mod retention;
 mod seat_maps;
 mod secrets;
 mod shedding;

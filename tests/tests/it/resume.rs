@@ -138,6 +138,7 @@ async fn a_partition_resumed_inside_a_batch_applies_every_command_from_the_commi
             ticker: false,
             sweeper: false,
             relay: false,
+            retention: false,
         },
         ..WorkerConfig::for_tests(env.settings.clone())
     };
