@@ -159,6 +159,11 @@ impl Room {
         self.completed.retain(kept);
         self.ended.retain(kept);
         self.claimed.retain(kept);
+        // Once every drawn place is below the watermark, the draw's order changes no status any more (a
+        // drawn seq reads as pruned either way, a later one is its own line): drop its two vectors.
+        if self.order.places() > 0 && self.order.places() <= upto {
+            self.order = Arc::new(DrawOrder::none());
+        }
     }
 
     pub(super) fn recompute_turnover(&mut self, now: DateTime<Utc>) {
@@ -261,6 +266,40 @@ pub(crate) mod tests {
             PlaceStatus::Active { .. }
         ));
         assert_eq!(room.active(t(62)), 1);
+    }
+
+    #[test]
+    fn places_below_the_watermark_read_expired_without_a_reason_and_are_forgotten() {
+        let mut room = room();
+        room.completed.insert(1);
+        room.ended.insert(2);
+        room.claimed.insert(2);
+        assert_eq!(room.status(1, t(1)), PlaceStatus::Completed);
+        room.admissions.clear();
+        room.prune_upto(1);
+        assert_eq!(
+            room.status(1, t(700)),
+            PlaceStatus::Expired {
+                reason: EndReason::Pruned
+            }
+        );
+        assert_eq!(
+            room.status(2, t(700)),
+            PlaceStatus::Expired {
+                reason: EndReason::NotClaimed
+            },
+            "above the watermark a place keeps its own reason"
+        );
+        assert!(!room.completed.contains(&1));
+        assert!(room.ended.contains(&2));
+        room.prune_upto(0);
+        assert_eq!(room.pruned_upto, 1, "the watermark never moves back");
+        room.prune_upto(2);
+        assert!(room.ended.is_empty() && room.claimed.is_empty());
+        assert!(
+            matches!(room.status(5, t(700)), PlaceStatus::Waiting { .. }),
+            "waiting places are never below it"
+        );
     }
 
     #[test]
