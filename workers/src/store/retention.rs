@@ -3,6 +3,11 @@
 //! row locks or comes near the statement timeout, and the hot path never waits on it for long. Any number
 //! of workers may run them at once: a row two of them picked is deleted by the first, and the second's
 //! delete finds it gone and skips it.
+//!
+//! Every pick is ordered by the column its index is on, so the planner walks that index from its oldest
+//! entry and stops after `batch` rows. Without the order, with everything old (as in a first round after
+//! an upgrade) it chose a sequential scan, which after a few batches reads past the rows already deleted and
+//! the young rows of every other room: a whole table per batch.
 
 use anyhow::Context;
 use sqlx::PgConnection;
@@ -58,7 +63,10 @@ pub(crate) async fn delete_places(conn: &mut PgConnection, batch: i64) -> anyhow
     let done = sqlx::query!(
         "DELETE FROM queue_entries WHERE ctid = ANY(ARRAY(
              SELECT q.ctid FROM waiting_rooms r
-             JOIN queue_entries q ON q.concert_id = r.concert_id AND q.line_no <= r.pruned_upto
+             CROSS JOIN LATERAL (
+                 SELECT q.ctid FROM queue_entries q
+                 WHERE q.concert_id = r.concert_id AND q.line_no <= r.pruned_upto
+                 ORDER BY q.line_no LIMIT $1) q
              WHERE r.pruned_upto > 0
              LIMIT $1))",
         batch,
@@ -75,8 +83,11 @@ pub(crate) async fn delete_admissions(conn: &mut PgConnection, batch: i64) -> an
     let done = sqlx::query!(
         "DELETE FROM admissions WHERE ctid = ANY(ARRAY(
              SELECT a.ctid FROM waiting_rooms r
-             JOIN admissions a ON a.concert_id = r.concert_id AND a.upto_seq <= r.pruned_upto
-             WHERE r.pruned_upto > 0 AND a.claims_settled
+             CROSS JOIN LATERAL (
+                 SELECT a.ctid FROM admissions a
+                 WHERE a.concert_id = r.concert_id AND a.upto_seq <= r.pruned_upto AND a.claims_settled
+                 ORDER BY a.upto_seq LIMIT $1) a
+             WHERE r.pruned_upto > 0
              LIMIT $1))",
         batch,
     )
@@ -96,7 +107,7 @@ pub(crate) async fn delete_requests(
         "DELETE FROM requests WHERE ctid = ANY(ARRAY(
              SELECT ctid FROM requests
              WHERE status <> 'PENDING' AND created_at < now() - make_interval(secs => $1)
-             LIMIT $2))",
+             ORDER BY created_at LIMIT $2))",
         keep_secs,
         batch,
     )
@@ -115,7 +126,7 @@ pub(crate) async fn delete_idempotency_keys(
     let done = sqlx::query!(
         "DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
              SELECT ctid FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)
-             LIMIT $2))",
+             ORDER BY created_at LIMIT $2))",
         keep_secs,
         batch,
     )
@@ -134,7 +145,7 @@ pub(crate) async fn delete_charge_keys(
     let done = sqlx::query!(
         "DELETE FROM charge_keys WHERE ctid = ANY(ARRAY(
              SELECT ctid FROM charge_keys WHERE created_at < now() - make_interval(secs => $1)
-             LIMIT $2))",
+             ORDER BY created_at LIMIT $2))",
         keep_secs,
         batch,
     )
@@ -154,7 +165,7 @@ pub(crate) async fn delete_published_events(
         "DELETE FROM outbox WHERE ctid = ANY(ARRAY(
              SELECT ctid FROM outbox
              WHERE published_at IS NOT NULL AND published_at < now() - make_interval(secs => $1)
-             LIMIT $2))",
+             ORDER BY published_at LIMIT $2))",
         keep_secs,
         batch,
     )
@@ -170,7 +181,7 @@ pub(crate) async fn delete_used_proofs(conn: &mut PgConnection, batch: i64) -> a
     let done = sqlx::query!(
         "DELETE FROM queue_proofs_used WHERE ctid = ANY(ARRAY(
              SELECT ctid FROM queue_proofs_used WHERE expires_at < now() - interval '1 minute'
-             LIMIT $1))",
+             ORDER BY expires_at LIMIT $1))",
         batch,
     )
     .execute(conn)
