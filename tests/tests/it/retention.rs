@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use concert_core::commands::{Command, CommandEnvelope, CommandKind};
 use concert_tests::{kafka, wait_until, Deadline, TestStack};
-use concert_workers::{prune_once, Retention};
+use concert_workers::{prune_once, Retention, Roles};
 use serde_json::{json, Value};
 
 use crate::support::max_active;
@@ -43,11 +43,19 @@ async fn a_pruned_place_reads_expired_and_its_pruned_request_is_not_found_even_a
         &serde_json::to_vec(&envelope).expect("json"),
     )
     .await;
-    let decided = api
-        .request_raw(&ada, &old_request.to_string(), Some(10))
-        .await;
+    // An id that old with no outcome yet reads as forgotten (404), so wait for the worker's outcome.
+    let decided = wait_until(
+        "the old join's outcome",
+        Deadline::after(Duration::from_secs(10)),
+        Duration::from_millis(100),
+        || async {
+            let resp = api.request_raw(&ada, &old_request.to_string(), None).await;
+            (resp.status == 200).then_some(resp.json)
+        },
+    )
+    .await;
     assert_eq!(
-        decided.expect(200)["status"],
+        decided["status"],
         json!("SUCCEEDED"),
         "a decided request is found whatever its id's age"
     );
@@ -150,7 +158,15 @@ async fn a_pruned_place_reads_expired_and_its_pruned_request_is_not_found_even_a
 /// even before the retention deleted their rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_start_up_read_skips_places_below_the_watermark() {
-    let stack = TestStack::start().await;
+    // No retention role here: the rows below the watermark must still be there when the read runs.
+    let stack = TestStack::builder()
+        .apis(1)
+        .worker_with(Roles {
+            retention: false,
+            ..Roles::all()
+        })
+        .start()
+        .await;
     let api = stack.api();
     let db = stack.db();
     let concert = api.create_concert(1, 1_000).await;
@@ -183,6 +199,12 @@ async fn the_start_up_read_skips_places_below_the_watermark() {
         .map(|p| p.seq)
         .collect();
     assert_eq!(seqs, [3], "only the place above the watermark is read");
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM queue_entries WHERE concert_id = $1")
+        .bind(c)
+        .fetch_one(db)
+        .await
+        .expect("count");
+    assert_eq!(kept, 3, "the rows below the watermark were still there");
     let room = first
         .rooms
         .iter()
