@@ -111,8 +111,8 @@ impl ApiConfig {
         })
     }
 
-    /// Port 0, a fixed admin token and production defaults for everything else, except that sign-ups are
-    /// not limited: every test signs its users up from 127.0.0.1.
+    /// Port 0, a fixed admin token and production defaults for everything else, except that sign-ups and
+    /// anonymous calls are not limited per address: every test calls from 127.0.0.1.
     pub fn for_tests(settings: Settings) -> Self {
         Self {
             settings,
@@ -127,7 +127,11 @@ impl ApiConfig {
             rate_limit_burst: DEFAULT_RATE_LIMIT_BURST,
             signups_per_ip_per_minute: 0,
             trust_forwarded_for: false,
-            limits: LoadLimits::default(),
+            limits: LoadLimits {
+                anonymous_per_address_per_second: 0,
+                anonymous_in_flight_per_address: LoadLimits::default().max_in_flight,
+                ..LoadLimits::default()
+            },
         }
     }
 }
@@ -155,6 +159,13 @@ pub struct LoadLimits {
     pub publish_timeout: Duration,
     /// `API_MAX_STREAMS`: live-update streams one instance holds open at most (beyond: 503).
     pub max_streams: usize,
+    /// `API_ANONYMOUS_IN_FLIGHT_PER_ADDRESS`: anonymous requests (no access, queue or admin token) one client
+    /// address (an IPv6 /64) may have in progress at once, beyond which it gets 503: its share of
+    /// `API_MAX_IN_FLIGHT`, so slow or flooding anonymous clients cannot take every slot.
+    pub anonymous_in_flight_per_address: usize,
+    /// `API_ANONYMOUS_PER_ADDRESS_PER_SECOND`: anonymous requests per second per client address (burst of
+    /// twice that); beyond it 429 `RATE_LIMITED`. `0` turns it off.
+    pub anonymous_per_address_per_second: u32,
 }
 
 impl Default for LoadLimits {
@@ -165,6 +176,8 @@ impl Default for LoadLimits {
             header_read_timeout: Duration::from_secs(10),
             publish_timeout: Duration::from_secs(5),
             max_streams: 20_000,
+            anonymous_in_flight_per_address: 1024,
+            anonymous_per_address_per_second: 1000,
         }
     }
 }
@@ -194,6 +207,16 @@ impl LoadLimits {
                 .context("KAFKA_PUBLISH_TIMEOUT_MS")?,
             ),
             max_streams: env_parse("API_MAX_STREAMS", d.max_streams).context("API_MAX_STREAMS")?,
+            anonymous_in_flight_per_address: env_parse(
+                "API_ANONYMOUS_IN_FLIGHT_PER_ADDRESS",
+                d.anonymous_in_flight_per_address,
+            )
+            .context("API_ANONYMOUS_IN_FLIGHT_PER_ADDRESS")?,
+            anonymous_per_address_per_second: env_parse(
+                "API_ANONYMOUS_PER_ADDRESS_PER_SECOND",
+                d.anonymous_per_address_per_second,
+            )
+            .context("API_ANONYMOUS_PER_ADDRESS_PER_SECOND")?,
         };
         limits.validate()?;
         Ok(limits)
@@ -203,6 +226,10 @@ impl LoadLimits {
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.max_in_flight > 0, "API_MAX_IN_FLIGHT must be positive");
         anyhow::ensure!(self.max_streams > 0, "API_MAX_STREAMS must be positive");
+        anyhow::ensure!(
+            self.anonymous_in_flight_per_address > 0,
+            "API_ANONYMOUS_IN_FLIGHT_PER_ADDRESS must be positive"
+        );
         anyhow::ensure!(
             !self.header_read_timeout.is_zero(),
             "API_HEADER_READ_TIMEOUT_SECONDS must be positive"

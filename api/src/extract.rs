@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use concert_core::commands::ADMIN_USER_ID;
 use concert_core::ErrorCode;
 use serde::de::DeserializeOwned;
@@ -250,23 +250,35 @@ impl FromRequestParts<AppState> for ClientAddr {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip());
-        if !state.config.trust_forwarded_for {
-            return Ok(Self(peer));
-        }
-        // The last entry only: if the proxy's own entry is unreadable, an earlier (client-written) one must
-        // not stand in for it.
-        let forwarded = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .next_back()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .and_then(|a| a.trim().parse::<IpAddr>().ok());
-        Ok(Self(forwarded.or(peer)))
+        Ok(Self(client_addr(
+            &parts.headers,
+            &parts.extensions,
+            state.config.trust_forwarded_for,
+        )))
     }
+}
+
+/// The client's address: the connection's peer, or with `trust_forwarded_for` the last `X-Forwarded-For`
+/// entry (the one the trusted proxy appended).
+pub fn client_addr(
+    headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
+    trust_forwarded_for: bool,
+) -> Option<IpAddr> {
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    if !trust_forwarded_for {
+        return peer;
+    }
+    // The last entry only: if the proxy's own entry is unreadable, an earlier (client-written) one must
+    // not stand in for it.
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|a| a.trim().parse::<IpAddr>().ok());
+    forwarded.or(peer)
 }

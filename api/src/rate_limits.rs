@@ -1,5 +1,6 @@
 //! Abuse limits, answered before anything is published or written: per-user command submissions (join, hold,
-//! release, pay) and per-address sign-ups, each a keyed GCRA limiter from `governor`.
+//! release, pay), per-address sign-ups and per-address anonymous calls, each a keyed GCRA limiter from
+//! `governor`.
 //!
 //! The limiters live in this instance's memory: with N api instances behind a balancer a user gets up to N
 //! times the rate in the worst case, which is still a bound (and sticky routing makes it exact). Keeping
@@ -31,6 +32,7 @@ pub struct RateLimited {
 pub struct RateLimiters {
     commands: Option<DefaultKeyedRateLimiter<Uuid>>,
     signups: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    anonymous: Option<DefaultKeyedRateLimiter<IpAddr>>,
 }
 
 impl RateLimiters {
@@ -42,7 +44,23 @@ impl RateLimiters {
         });
         let signups = NonZeroU32::new(config.signups_per_ip_per_minute)
             .map(|per_minute| RateLimiter::keyed(Quota::per_minute(per_minute)));
-        Self { commands, signups }
+        let anonymous =
+            NonZeroU32::new(config.limits.anonymous_per_address_per_second).map(|rate| {
+                let burst = rate
+                    .checked_mul(NonZeroU32::new(2).expect("2"))
+                    .unwrap_or(rate);
+                RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+            });
+        Self {
+            commands,
+            signups,
+            anonymous,
+        }
+    }
+
+    /// One anonymous request from `addr`, counted per [`client_network`].
+    pub fn check_anonymous(&self, addr: IpAddr) -> Result<(), RateLimited> {
+        check(self.anonymous.as_ref(), &client_network(addr), "anonymous")
     }
 
     /// One command submission by `user`: `RATE_LIMITED` with the wait when over the limit.
@@ -65,7 +83,7 @@ impl RateLimiters {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
-        if let Some(limiter) = &self.signups {
+        for limiter in [&self.signups, &self.anonymous].into_iter().flatten() {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
@@ -73,7 +91,9 @@ impl RateLimiters {
 
     /// How many keys the limiters hold now (for tests and metrics).
     pub fn tracked_keys(&self) -> usize {
-        self.commands.as_ref().map_or(0, |l| l.len()) + self.signups.as_ref().map_or(0, |l| l.len())
+        self.commands.as_ref().map_or(0, |l| l.len())
+            + self.signups.as_ref().map_or(0, |l| l.len())
+            + self.anonymous.as_ref().map_or(0, |l| l.len())
     }
 }
 

@@ -62,7 +62,7 @@ pub fn time_left(reserve: Duration) -> Option<Duration> {
 }
 
 /// The operational endpoints, answered whatever the load.
-fn operational(path: &str) -> bool {
+pub fn operational(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics")
 }
 

@@ -75,6 +75,9 @@ impl Application {
             dates: Arc::new(DateCache::default()),
             seat_maps: SeatMaps::default(),
             limits: Arc::new(crate::rate_limits::RateLimiters::new(&config)),
+            anonymous_slots: Arc::new(crate::anonymous::AddressSlots::new(
+                config.limits.anonymous_in_flight_per_address,
+            )),
             metrics: crate::http_metrics::recorder(),
             readiness: Arc::new(Readiness::default()),
             streams: Arc::new(StreamRegistry::new(config.limits.max_streams)),
@@ -184,6 +187,10 @@ pub fn app(state: AppState) -> Router {
                 "method not allowed on this endpoint",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::anonymous::limit,
+        ))
         .layer(axum::middleware::from_fn(crate::http_metrics::track))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CatchPanicLayer::custom(|_| {

@@ -11,6 +11,7 @@ use rdkafka::producer::FutureProducer;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::anonymous::AddressSlots;
 use crate::config::ApiConfig;
 use crate::db::catalog::DateInfo;
 use crate::event_streams::StreamRegistry;
@@ -57,6 +58,8 @@ pub struct Shared {
     /// Rendered seat maps, re-read at most every half second per date (`seat_maps`).
     pub seat_maps: SeatMaps,
     pub limits: Arc<RateLimiters>,
+    /// Anonymous requests in progress per client address (`anonymous`).
+    pub anonymous_slots: Arc<AddressSlots>,
     pub metrics: PrometheusHandle,
     pub readiness: Arc<Readiness>,
     pub streams: Arc<StreamRegistry>,

@@ -171,8 +171,11 @@ fn base_command(env: &TestEnv, binary_name: &str, log_name: &str) -> Command {
             DB_CONNECTIONS_PER_INSTANCE.to_string(),
         )
         .env("ADMIN_TOKEN", ADMIN_TOKEN)
-        // Every test signs its users up from 127.0.0.1; the sign-up limit's own tests turn it on.
+        // Every test signs its users up from 127.0.0.1; the sign-up limit's own tests turn it on, and the
+        // anonymous calls' limits per address likewise.
         .env("SIGNUPS_PER_IP_PER_MINUTE", "0")
+        .env("API_ANONYMOUS_PER_ADDRESS_PER_SECOND", "0")
+        .env("API_ANONYMOUS_IN_FLIGHT_PER_ADDRESS", "8192")
         .env("WORKER_GROUP_ID", &env.group_id)
         .env("MAX_HOLDS_PER_USER", "4")
         .env("ADMISSION_TICK_MS", "50")
