@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use concert_core::commands::{Command, CommandEnvelope, CommandKind};
-use concert_tests::{kafka, wait_until, Deadline, TestStack};
+use concert_tests::{kafka, wait_until, Api, Deadline, TestStack};
 use concert_workers::{prune_once, Retention, Roles};
 use serde_json::{json, Value};
 
@@ -128,6 +128,11 @@ async fn a_pruned_place_reads_expired_and_its_pruned_request_is_not_found_even_a
     status_is(ada_token.clone(), expired.clone()).await;
     let hold = api.hold_raw(&ada, &ada_token, concert.date(), 1).await;
     hold.expect_problem(401, "QUEUE_TOKEN_EXPIRED");
+    assert_eq!(
+        stream_events(&api, &ada_token).await,
+        [expired.clone()],
+        "the event stream says it once and ends"
+    );
 
     // A restarted api reads no pruned place, and still answers it EXPIRED from the watermark.
     stack.restart("api-0").await;
@@ -152,6 +157,33 @@ async fn a_pruned_place_reads_expired_and_its_pruned_request_is_not_found_even_a
     let again = api.join(&ada, c).await;
     assert_eq!(stack.env.queue_seq(&again.queue_token), 3);
     assert_eq!(again.status, "WAITING");
+}
+
+/// The `status` events of a place's event stream until the stream ends (within 5 s).
+async fn stream_events(api: &Api, token: &str) -> Vec<Value> {
+    let url = format!("{}/v1/queue/events?queue_token={token}", api.base);
+    let mut response = reqwest::get(url).await.expect("opening the event stream");
+    assert_eq!(response.status().as_u16(), 200);
+    let mut text = String::new();
+    let read_all = async {
+        while let Some(chunk) = response.chunk().await.expect("reading the stream") {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), read_all)
+        .await
+        .expect("the stream ends");
+    text.split("\n\n")
+        .filter(|block| block.lines().any(|l| l.trim() == "event: status"))
+        .map(|block| {
+            let data: String = block
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim_start)
+                .collect();
+            serde_json::from_str(&data).expect("status JSON")
+        })
+        .collect()
 }
 
 /// The api's first read of a room (at start-up) skips the places at or below the room's `pruned_upto`,
