@@ -22,6 +22,7 @@ mod outbox;
 mod payments;
 mod plans;
 mod pre_queue;
+mod purchase_races;
 mod queue_events;
 mod queue_proof;
 mod races;
