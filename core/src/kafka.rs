@@ -131,6 +131,9 @@ pub fn producer_with(
         .context("creating Kafka producer")
 }
 
+/// Produce requests the command producer keeps in flight to a broker (all partitions together).
+pub const COMMAND_REQUESTS_IN_FLIGHT: u32 = 5;
+
 /// The api's command producer. Like [`producer_with`] (acks=all, murmur2, a delivery timeout) but not
 /// idempotent, for two reasons:
 ///
@@ -143,9 +146,6 @@ pub fn producer_with(
 ///   often it is on the log (a producer retry, a client retry with its `Idempotency-Key` and a redelivery
 ///   are the same case to them). A retry after a broker error may put a command behind one sent after it;
 ///   commands of one fan are sent one at a time (each waits for its answer), so no fan's order changes.
-/// Produce requests the command producer keeps in flight to a broker (all partitions together).
-pub const COMMAND_REQUESTS_IN_FLIGHT: u32 = 5;
-
 pub fn command_producer(
     brokers: &str,
     linger_ms: u32,

@@ -130,7 +130,7 @@ async fn a_pruned_place_reads_expired_and_its_pruned_request_is_not_found_even_a
     hold.expect_problem(401, "QUEUE_TOKEN_EXPIRED");
     assert_eq!(
         stream_events(&api, &ada_token).await,
-        [expired.clone()],
+        std::slice::from_ref(&expired),
         "the event stream says it once and ends"
     );
 
