@@ -11,17 +11,18 @@ use concert_core::ErrorCode;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiPath, AuthUser, PreferWait};
+use crate::extract::{ApiPath, PreferWait, RequestReader};
 use crate::state::AppState;
 use crate::submit::{self, decided, RequestDoc};
 
-/// The request's status and, once decided, its `result` or `error`. Only its submitter may read it.
+/// The request's status and, once decided, its `result` or `error`. Only its submitter may read it: the
+/// user with their access token, or for the admin's requests (a date cancel) the admin token.
 #[utoipa::path(get, path = "/v1/requests/{request_id}", tag = "requests",
-    params(("request_id" = Uuid, Path), ("Prefer" = Option<String>, Header)), security(("bearer" = [])),
+    params(("request_id" = Uuid, Path), ("Prefer" = Option<String>, Header)), security(("bearer" = []), ("admin" = [])),
     responses((status = 200, body = RequestDoc), (status = 202, body = submit::Accepted), (status = 404, body = concert_core::Problem)))]
 pub async fn poll(
     State(state): State<AppState>,
-    AuthUser(user): AuthUser,
+    RequestReader(user): RequestReader,
     ApiPath(request_id): ApiPath<Uuid>,
     PreferWait(wait): PreferWait,
 ) -> ApiResult<Response> {

@@ -2,6 +2,7 @@
 //! database, own topics, own consumer group) against the Postgres and broker named by `DATABASE_URL` and
 //! `KAFKA_BROKERS`.
 
+mod anonymous;
 mod balance;
 mod box_office;
 mod cancellations;
@@ -33,6 +34,7 @@ mod retention;
 mod seat_maps;
 mod secrets;
 mod shedding;
+mod slow_bodies;
 mod support;
 mod tokens;
 mod users;
