@@ -22,8 +22,7 @@ async fn anonymous_calls_are_limited_per_address_and_calls_with_a_token_are_not(
     let (fan, token) = buyer(api, "fan", &concert, 0).await;
 
     // 40 anonymous catalog calls at once: the burst (10) passes, the rest is refused with Retry-After.
-    let flood =
-        futures::future::join_all((0..40).map(|_| api.get("/v1/concerts").send())).await;
+    let flood = futures::future::join_all((0..40).map(|_| api.get("/v1/concerts").send())).await;
     let passed = flood.iter().filter(|r| r.status == 200).count();
     let limited: Vec<_> = flood.iter().filter(|r| r.status == 429).collect();
     assert_eq!(passed + limited.len(), flood.len(), "only 200 or 429");

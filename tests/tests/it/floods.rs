@@ -60,7 +60,8 @@ async fn a_flood_of_readiness_and_catalog_calls_leaves_readiness_and_admissions_
         // each kind (a slow machine makes fewer per second).
         tokio::time::sleep(Duration::from_secs(1)).await;
         let started = std::time::Instant::now();
-        while (ready.load(Ordering::Relaxed) < MIN_CALLS || catalog.load(Ordering::Relaxed) < MIN_CALLS)
+        while (ready.load(Ordering::Relaxed) < MIN_CALLS
+            || catalog.load(Ordering::Relaxed) < MIN_CALLS)
             && started.elapsed() < MAX_FLOOD
         {
             tokio::time::sleep(Duration::from_millis(100)).await;

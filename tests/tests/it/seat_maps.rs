@@ -19,8 +19,14 @@ async fn an_unchanged_seat_map_is_304_and_a_hold_changes_its_tag_within_a_second
 
     let first = api.get(&path).auth(&fan).queue(&token).send().await;
     first.expect(200);
-    let tag = first.header("etag").expect("a seat map has an ETag").to_owned();
-    assert!(tag.starts_with('"') && tag.ends_with('"'), "a strong tag: {tag}");
+    let tag = first
+        .header("etag")
+        .expect("a seat map has an ETag")
+        .to_owned();
+    assert!(
+        tag.starts_with('"') && tag.ends_with('"'),
+        "a strong tag: {tag}"
+    );
 
     let again = api
         .get(&path)
@@ -71,7 +77,11 @@ async fn an_unchanged_seat_map_is_304_and_a_hold_changes_its_tag_within_a_second
         .expect("seat 7")
         .clone();
     assert_eq!(seat["status"], "HELD");
-    assert_ne!(changed.header("etag"), Some(tag.as_str()), "a new map, a new tag");
+    assert_ne!(
+        changed.header("etag"),
+        Some(tag.as_str()),
+        "a new map, a new tag"
+    );
 
     // Gates still apply before any cached map: no queue token, no map.
     api.get(&path)
