@@ -1,7 +1,8 @@
-// The admin page: create a concert, set its waiting-room policy, and watch the room's live figures.
+// The admin page: create a concert, set its waiting-room policy, watch the room's live figures and the box
+// office (per date and for the concert), and cancel a date (after a visible confirmation).
 // Uses only the public admin API with the token the admin types (kept in sessionStorage, this tab only).
 
-import { call, showProblem, h } from "/assets/shared/api.js";
+import { call, command, showProblem, h, when } from "/assets/shared/api.js";
 
 /** How often the live figures are read, and how many readings the chart keeps (5 minutes). */
 const FIGURES_EVERY_MS = 2_000;
@@ -22,6 +23,15 @@ function adminToken() {
   return session.getItem("admin-token") || "";
 }
 
+/** Shows a problem in plain words; on this page a refused token is the admin token, not a fan's sign-in. */
+function showAdminProblem(problem) {
+  showProblem(errorSlot, problem);
+  if (problem.code === "UNAUTHORIZED") {
+    errorSlot.querySelector(".error-text").textContent =
+      "The admin token was refused. Type the service's ADMIN_TOKEN above and press “Use token”.";
+  }
+}
+
 function action(fn) {
   return async (event) => {
     event?.preventDefault?.();
@@ -29,7 +39,7 @@ function action(fn) {
     try {
       await fn(event);
     } catch (problem) {
-      showProblem(errorSlot, problem);
+      showAdminProblem(problem);
     }
   };
 }
@@ -82,10 +92,17 @@ async function chooseConcert(id) {
   clearInterval(figuresTimer);
   $("policy-form").hidden = !id;
   $("live").hidden = !id;
+  $("box-office").hidden = !id;
   $("policy-saved").hidden = true;
+  $("sales-dates").replaceChildren();
+  $("cancel-date-result").hidden = true;
   if (!id) return;
   await loadRoom();
-  figuresTimer = setInterval(() => refreshFigures().catch((problem) => showProblem(errorSlot, problem)), FIGURES_EVERY_MS);
+  await refreshSales();
+  figuresTimer = setInterval(
+    () => Promise.all([refreshFigures(), refreshSales()]).catch(showAdminProblem),
+    FIGURES_EVERY_MS,
+  );
 }
 
 // ---- policy -------------------------------------------------------------------------------------------------
@@ -181,6 +198,143 @@ function drawChart() {
   $("chart-scale").textContent = `top of chart: ${top}`;
 }
 
+// ---- box office and cancelling a date ------------------------------------------------------------------------
+
+/** The figures shown per date and for the concert, in this order (each cell's hook is `sales-<name>`). */
+const SALES_FIGURES = ["status", "sold", "held", "available", "revenue", "refunded"];
+
+async function refreshSales() {
+  if (!concertId) return;
+  const shown = concertId;
+  const { data } = await call("GET", `/v1/admin/concerts/${shown}/sales`, { auth: adminToken() });
+  if (shown !== concertId) return; // another concert was chosen meanwhile
+  showSales(data);
+}
+
+function showSales(sales) {
+  const body = $("sales-dates");
+  const rows = new Map([...body.querySelectorAll('[data-test="sales-date"]')].map((row) => [row.dataset.dateId, row]));
+  const dates = [...sales.dates].sort((a, b) => a.starts_at.localeCompare(b.starts_at));
+  const totals = { sold: 0, held: 0, available: 0 };
+  for (const date of dates) {
+    let row = rows.get(date.date_id);
+    if (!row) {
+      row = dateRow(date);
+      body.append(row);
+    }
+    fillFigures(row, date);
+    row.dataset.status = date.status;
+    row.className = date.status;
+    showDateAction(row, date);
+    for (const key of Object.keys(totals)) totals[key] += date[key];
+  }
+  const open = dates.filter((d) => d.status === "OPEN").length;
+  fillFigures($("sales-concert"), {
+    ...totals,
+    status: `${open} of ${dates.length} open`,
+    revenue: sales.revenue,
+    refunded: sales.refunded,
+  });
+  $("sales-updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+}
+
+/** "Mon, Dec 14, 08:00 PM": a date in a table cell, in the admin's own time zone. */
+function shortWhen(iso) {
+  return new Date(iso).toLocaleString(undefined, { weekday: "short", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+}
+
+/** A new table row for a date; its figures are filled by `fillFigures`, its action by `showDateAction`. */
+function dateRow(date) {
+  return h(
+    "tr",
+    { dataset: { test: "sales-date", dateId: date.date_id } },
+    h("td", { title: date.date_id }, shortWhen(date.starts_at), h("div", { class: "muted small" }, `${date.total_seats} seats`)),
+    SALES_FIGURES.map((name) => h("td", { dataset: { test: `sales-${name}` } }, "—")),
+    h("td", { class: "date-action" }),
+  );
+}
+
+/** Fills a row's cells: the text for a person, the plain number (or status) in `data-value` for scripts. */
+function fillFigures(row, figures) {
+  for (const name of SALES_FIGURES) {
+    const cell = row.querySelector(`[data-test="sales-${name}"]`);
+    const value = figures[name];
+    const text = typeof value === "number" ? value.toLocaleString("en-US") : String(value);
+    if (cell.textContent !== text) cell.textContent = text;
+    cell.dataset.value = String(value);
+  }
+}
+
+/** The date's action cell: "Cancel this date" while it is open, unless its confirmation is on screen. */
+function showDateAction(row, date) {
+  const cell = row.querySelector(".date-action");
+  if (cell.dataset.state === "confirming" || cell.dataset.state === "cancelling") return;
+  const state = date.status === "OPEN" ? "open" : "closed";
+  if (cell.dataset.state === state) return;
+  cell.dataset.state = state;
+  cell.replaceChildren(
+    state === "open"
+      ? h("button", { type: "button", class: "secondary", dataset: { test: "cancel-date-button" }, onclick: () => askToCancel(row, date) }, "Cancel this date")
+      : h("span", { class: "muted" }, date.status === "CANCELED" ? "cancelled" : "started"),
+  );
+}
+
+/**
+ * The second step: a row under the date says what cancelling does, with a visible confirm button, or keep
+ * the date.
+ */
+function askToCancel(row, date) {
+  const cell = row.querySelector(".date-action");
+  const sold = Number(row.querySelector('[data-test="sales-sold"]').dataset.value || date.sold);
+  const held = Number(row.querySelector('[data-test="sales-held"]').dataset.value || date.held);
+  cell.dataset.state = "confirming";
+  cell.replaceChildren(h("span", { class: "muted" }, "confirm below"));
+  const keep = () => {
+    confirm.remove();
+    delete cell.dataset.state;
+    showDateAction(row, date);
+  };
+  const confirm = h(
+    "tr",
+    { class: "confirm-row", dataset: { test: "cancel-date-confirm", confirmFor: date.date_id } },
+    h(
+      "td",
+      { colspan: "8" },
+      h("p", {},
+        `Cancel ${when(date.starts_at)}? Its ${sold} sold ticket(s) will be refunded to their buyers, its ${held} ` +
+        "hold(s) released, and it can no longer be booked. This cannot be undone."),
+      h("button", { type: "button", class: "danger", dataset: { test: "confirm-cancel-date" }, onclick: action(() => cancelDate(row, date, confirm)) }, "Yes, cancel this date"),
+      h("button", { type: "button", class: "link", dataset: { test: "keep-date" }, onclick: keep }, "Keep it"),
+    ),
+  );
+  row.after(confirm);
+}
+
+/** Cancels the date through the log and says what it did; the figures then show the refunds. */
+async function cancelDate(row, date, confirm) {
+  const cell = row.querySelector(".date-action");
+  const result = $("cancel-date-result");
+  result.hidden = true;
+  confirm.remove();
+  cell.dataset.state = "cancelling";
+  cell.replaceChildren(h("span", { class: "muted" }, "Cancelling…"));
+  try {
+    const done = await command("POST", `/v1/admin/dates/${date.date_id}/cancel`, { auth: adminToken() });
+    result.textContent =
+      `Cancelled ${when(date.starts_at)}: ${done.reservations_refunded} ticket(s) refunded, ` +
+      `${done.holds_released} hold(s) released.`;
+    result.dataset.dateId = date.date_id;
+    result.dataset.reservationsRefunded = String(done.reservations_refunded);
+    result.dataset.holdsReleased = String(done.holds_released);
+    result.hidden = false;
+  } finally {
+    // Whatever the outcome, show the date as it stands now (the action's problem goes to the error slot).
+    delete cell.dataset.state;
+    await refreshSales().catch(() => {});
+    if (!cell.dataset.state) showDateAction(row, date);
+  }
+}
+
 // ---- start --------------------------------------------------------------------------------------------------
 
 (function start() {
@@ -188,5 +342,5 @@ function drawChart() {
   soon.setMinutes(0, 0, 0);
   hook("concert-starts-at").value = new Date(soon.getTime() - soon.getTimezoneOffset() * 60_000).toISOString().slice(0, 16);
   hook("admin-token").value = adminToken();
-  loadConcerts().catch((problem) => showProblem(errorSlot, problem));
+  loadConcerts().catch(showAdminProblem);
 })();

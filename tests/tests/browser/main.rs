@@ -6,6 +6,7 @@
 //! them); otherwise they go to `target/screenshots/`, so every run still takes them.
 
 mod admin;
+mod box_office;
 mod checkout;
 mod journey;
 mod pages;
