@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use concert_core::commands::Reply;
+use concert_core::commands::{CommandKind, Outcome, Reply};
 use concert_core::kafka::FetchSettings;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -14,6 +14,7 @@ use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
 use crate::rooms::RoomCache;
+use crate::seat_maps::SeatMaps;
 
 /// Replies count as flowing while the last one arrived less than this long ago.
 pub const FLOWING_WITHIN: Duration = Duration::from_secs(2);
@@ -25,6 +26,8 @@ pub struct ReplyHub {
     ttl: Duration,
     /// Told of places a reply completed, so a status poll right after a payment already says COMPLETED.
     rooms: Arc<RoomCache>,
+    /// Told of seats a reply changed, so the next read of their map is fresh.
+    seat_maps: Arc<SeatMaps>,
 }
 
 #[derive(Default)]
@@ -37,12 +40,18 @@ struct Inner {
 }
 
 impl ReplyHub {
-    pub fn new(capacity: usize, ttl: Duration, rooms: Arc<RoomCache>) -> Self {
+    pub fn new(
+        capacity: usize,
+        ttl: Duration,
+        rooms: Arc<RoomCache>,
+        seat_maps: Arc<SeatMaps>,
+    ) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
             capacity,
             ttl,
             rooms,
+            seat_maps,
         }
     }
 
@@ -80,6 +89,17 @@ impl ReplyHub {
         }
         if let Some(place) = reply.completed_place {
             self.rooms.mark_completed(place);
+        }
+        if let Outcome::Succeeded { result } = &reply.outcome {
+            if reply.kind != CommandKind::Join {
+                // Every other command that succeeds changes seats: its date's, or (a cancel names none)
+                // some date's.
+                let date = result
+                    .get("date_id")
+                    .and_then(|d| d.as_str())
+                    .and_then(|d| Uuid::parse_str(d).ok());
+                self.seat_maps.changed(date);
+            }
         }
         self.rooms.learn_join(&reply);
         let now = Instant::now();
@@ -244,13 +264,13 @@ async fn read_replies(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use concert_core::commands::{CommandKind, Outcome};
 
     fn hub(capacity: usize) -> ReplyHub {
         ReplyHub::new(
             capacity,
             Duration::from_secs(60),
             Arc::new(RoomCache::default()),
+            Arc::new(SeatMaps::default()),
         )
     }
 

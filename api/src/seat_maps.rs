@@ -3,7 +3,9 @@
 //! two seconds cost one query per date per instance, and a fan whose map did not change gets a 304 with
 //! no body (`If-None-Match`).
 //!
-//! The contract allows a change to take up to a second to show; a map is kept half of that. One request
+//! The contract allows a change to take up to a second to show; a map is kept half of that. A change this
+//! instance learns of (every api reads every reply: a hold, release, checkout or cancel that succeeded)
+//! drops its date's map at once, so a fan who held a seat and reads the map next sees the hold. One request
 //! per date reads the database while the others of that moment wait for its answer (a per-date lock), so
 //! a stale map never sends a crowd to Postgres at once.
 
@@ -54,6 +56,7 @@ impl SeatMap {
 
 #[derive(Default)]
 struct Slot {
+    /// The map, and when the read that rendered it started.
     map: Option<(Instant, SeatMap)>,
 }
 
@@ -61,6 +64,10 @@ struct Slot {
 #[derive(Default)]
 pub struct SeatMaps {
     dates: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<Slot>>>>,
+    /// When a change of each date was last learnt of; a map read before it is stale.
+    changed: Mutex<HashMap<Uuid, Instant>>,
+    /// When a change of an unnamed date was last learnt of (every map read before it is stale).
+    changed_any: Mutex<Option<Instant>>,
 }
 
 impl SeatMaps {
@@ -73,13 +80,40 @@ impl SeatMaps {
         let slot = self.slot(date_id);
         let mut slot = slot.lock().await;
         if let Some((at, map)) = &slot.map {
-            if at.elapsed() < FRESH_FOR {
+            if at.elapsed() < FRESH_FOR && !self.changed_since(date_id, *at) {
                 return Ok(map.clone());
             }
         }
+        // Stamped before the read: a change learnt of while it runs makes it stale at once.
+        let started = Instant::now();
         let map = SeatMap::new(read().await?);
-        slot.map = Some((Instant::now(), map.clone()));
+        slot.map = Some((started, map.clone()));
         Ok(map)
+    }
+
+    /// A change of `date_id` (or of some date, when `None`) was applied: maps read before now are stale.
+    pub fn changed(&self, date_id: Option<Uuid>) {
+        let now = Instant::now();
+        match date_id {
+            Some(date) => {
+                let mut changed = self.changed.lock().expect("seat map lock");
+                if changed.len() >= MAX_DATES {
+                    changed.retain(|_, at| at.elapsed() < FRESH_FOR);
+                }
+                changed.insert(date, now);
+            }
+            None => *self.changed_any.lock().expect("seat map lock") = Some(now),
+        }
+    }
+
+    fn changed_since(&self, date_id: Uuid, read_at: Instant) -> bool {
+        let any = self.changed_any.lock().expect("seat map lock");
+        if any.is_some_and(|at| at >= read_at) {
+            return true;
+        }
+        drop(any);
+        let changed = self.changed.lock().expect("seat map lock");
+        changed.get(&date_id).is_some_and(|at| *at >= read_at)
     }
 
     fn slot(&self, date_id: Uuid) -> Arc<tokio::sync::Mutex<Slot>> {
@@ -137,5 +171,23 @@ mod tests {
         tokio::time::sleep(FRESH_FOR).await;
         maps.get(date, read).await.unwrap();
         assert_eq!(reads.load(Ordering::SeqCst), 2, "a stale map is read again");
+
+        maps.changed(Some(Uuid::new_v4()));
+        maps.get(date, read).await.unwrap();
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            2,
+            "another date's change leaves it"
+        );
+        maps.changed(Some(date));
+        maps.get(date, read).await.unwrap();
+        assert_eq!(reads.load(Ordering::SeqCst), 3, "its own change drops it");
+        maps.changed(None);
+        maps.get(date, read).await.unwrap();
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            4,
+            "a change of an unnamed date drops it"
+        );
     }
 }

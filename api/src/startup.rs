@@ -63,6 +63,7 @@ impl Application {
             config.limits.publish_timeout,
         )?;
         let rooms = Arc::new(RoomCache::default());
+        let seat_maps = Arc::new(SeatMaps::default());
         let state = AppState::new(Shared {
             pool,
             background_pool,
@@ -70,10 +71,15 @@ impl Application {
             topics: Arc::new(settings.topics()),
             signer: TokenSigner::new(settings.token_secret.as_bytes().to_vec()),
             request_ids: RequestIds::new(settings.token_secret.as_bytes().to_vec()),
-            replies: Arc::new(ReplyHub::new(REPLY_CAPACITY, REPLY_TTL, rooms.clone())),
+            replies: Arc::new(ReplyHub::new(
+                REPLY_CAPACITY,
+                REPLY_TTL,
+                rooms.clone(),
+                seat_maps.clone(),
+            )),
             rooms,
             dates: Arc::new(DateCache::default()),
-            seat_maps: SeatMaps::default(),
+            seat_maps: seat_maps.clone(),
             limits: Arc::new(crate::rate_limits::RateLimiters::new(&config)),
             anonymous_slots: Arc::new(crate::anonymous::AddressSlots::new(
                 config.limits.anonymous_in_flight_per_address,

@@ -56,7 +56,7 @@ pub struct Shared {
     pub rooms: Arc<RoomCache>,
     pub dates: Arc<DateCache>,
     /// Rendered seat maps, re-read at most every half second per date (`seat_maps`).
-    pub seat_maps: SeatMaps,
+    pub seat_maps: Arc<SeatMaps>,
     pub limits: Arc<RateLimiters>,
     /// Anonymous requests in progress per client address (`anonymous`).
     pub anonymous_slots: Arc<AddressSlots>,
