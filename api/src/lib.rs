@@ -5,6 +5,7 @@
 //! for outcomes, `queue_gate` decides who is admitted, `db/` holds every SQL statement, `rooms` and `replies`
 //! are the in-memory caches fed by Postgres and the reply topic.
 
+pub mod address_slots;
 pub mod anonymous;
 pub mod config;
 pub mod db;

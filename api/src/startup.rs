@@ -81,7 +81,7 @@ impl Application {
             dates: Arc::new(DateCache::default()),
             seat_maps: seat_maps.clone(),
             limits: Arc::new(crate::rate_limits::RateLimiters::new(&config)),
-            anonymous_slots: Arc::new(crate::anonymous::AddressSlots::new(
+            anonymous_slots: Arc::new(crate::address_slots::AddressSlots::new(
                 config.limits.anonymous_in_flight_per_address,
             )),
             metrics: crate::http_metrics::recorder(),

@@ -11,7 +11,7 @@ use rdkafka::producer::FutureProducer;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::anonymous::AddressSlots;
+use crate::address_slots::AddressSlots;
 use crate::config::ApiConfig;
 use crate::db::catalog::DateInfo;
 use crate::event_streams::StreamRegistry;
@@ -58,7 +58,7 @@ pub struct Shared {
     /// Rendered seat maps, re-read at most every half second per date (`seat_maps`).
     pub seat_maps: Arc<SeatMaps>,
     pub limits: Arc<RateLimiters>,
-    /// Anonymous requests in progress per client address (`anonymous`).
+    /// Anonymous requests in progress per client address (`address_slots`, taken by `anonymous`).
     pub anonymous_slots: Arc<AddressSlots>,
     pub metrics: PrometheusHandle,
     pub readiness: Arc<Readiness>,
