@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use concert_tests::{kafka, wait_until, Api, Concert, Deadline, Outcome, TestStack, User};
+use concert_tests::{kafka, Api, Concert, Outcome, TestStack, User};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::support::{buyer, count, max_active, time, uuid};
+use crate::support::{buyer, count, max_active, outbox_published, time, uuid};
 
 /// `user` (with `money` won) buys seat `seat_no` of the concert's first date; returns the payment's result.
 async fn bought(api: &Api, user: &User, concert: &Concert, seat_no: i64) -> Value {
@@ -391,20 +391,5 @@ async fn cancels_racing_their_date_cancel_refund_every_reservation_once() {
         per_reservation.values().all(|&n| n == 1),
         "one refund each: {per_reservation:?}"
     );
-    wait_until(
-        "every refund event to be published",
-        Deadline::secs(60),
-        Duration::from_millis(100),
-        || async {
-            (count(
-                db,
-                "SELECT count(*) FROM outbox WHERE published_at IS NULL",
-                None,
-            )
-            .await
-                == 0)
-                .then_some(())
-        },
-    )
-    .await;
+    outbox_published(db, "every refund event to be published", 60).await;
 }

@@ -2,13 +2,12 @@
 //! also with two relays running at once.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
-use concert_tests::{kafka, wait_until, Deadline, TestStack};
+use concert_tests::{kafka, TestStack};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::support::{buyer, count, max_active, uuid};
+use crate::support::{buyer, count, max_active, outbox_published, uuid};
 
 /// `n` users each buy one seat; returns the payment results.
 async fn make_payments(stack: &TestStack, n: usize) -> Vec<Value> {
@@ -49,22 +48,7 @@ async fn assert_one_row_and_events(stack: &TestStack, payments: &[Value]) {
         .await;
         assert_eq!(rows, 1, "payment {id} has one outbox row");
     }
-    wait_until(
-        "every outbox row to be published",
-        Deadline::secs(60),
-        Duration::from_millis(100),
-        || async {
-            (count(
-                db,
-                "SELECT count(*) FROM outbox WHERE published_at IS NULL",
-                None,
-            )
-            .await
-                == 0)
-                .then_some(())
-        },
-    )
-    .await;
+    outbox_published(db, "every outbox row to be published", 60).await;
 
     let topic = &stack.env.topics.payment_events;
     let records = kafka::read_all(

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::support::{buyer, count, max_active, uuid};
+use crate::support::{buyer, count, max_active, outbox_published, uuid};
 
 const PRICE: i64 = 10_000;
 const MONEY: i64 = 50_000;
@@ -400,22 +400,7 @@ async fn checkouts_cancels_and_a_date_cancel_racing_keep_every_won_and_seat_exac
     );
 
     let db = stack.db();
-    wait_until(
-        "every event to be published",
-        Deadline::secs(30),
-        Duration::from_millis(100),
-        || async {
-            (count(
-                db,
-                "SELECT count(*) FROM outbox WHERE published_at IS NULL",
-                None,
-            )
-            .await
-                == 0)
-                .then_some(())
-        },
-    )
-    .await;
+    outbox_published(db, "every event to be published", 30).await;
 
     // ---- payments and refunds: the database holds exactly what the API answered -------------------------
     let answered_payments: BTreeMap<Uuid, (usize, i64)> = log

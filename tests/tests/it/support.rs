@@ -1,6 +1,8 @@
 //! Small helpers shared by the test modules: database reads and common set-ups.
 
-use concert_tests::{Api, Concert, User};
+use std::time::Duration;
+
+use concert_tests::{wait_until, Api, Concert, Deadline, User};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -46,4 +48,23 @@ pub fn time(value: &Value) -> chrono::DateTime<chrono::Utc> {
         .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
         .map(|t| t.with_timezone(&chrono::Utc))
         .unwrap_or_else(|| panic!("an RFC 3339 time, got {value}"))
+}
+
+/// Waits up to `secs` for the relays to publish every outbox row (a deadline, not a sleep).
+pub async fn outbox_published(db: &PgPool, what: &str, secs: u64) {
+    wait_until(
+        what,
+        Deadline::secs(secs),
+        Duration::from_millis(100),
+        || async {
+            let unpublished = count(
+                db,
+                "SELECT count(*) FROM outbox WHERE published_at IS NULL",
+                None,
+            )
+            .await;
+            (unpublished == 0).then_some(())
+        },
+    )
+    .await;
 }
