@@ -112,14 +112,15 @@ impl StackBuilder {
         } else {
             None
         };
-        let infra = crate::env::infra();
+        // The shared servers only when the stack does not name both of its own (the container tests
+        // bring their own, and must not start the registry's containers for nothing).
         let env = TestEnv::on(
             self.database_server
                 .as_deref()
-                .unwrap_or(&infra.admin_database_url),
+                .unwrap_or_else(|| &crate::env::infra().admin_database_url),
             self.kafka_brokers
                 .as_deref()
-                .unwrap_or(&infra.kafka_brokers),
+                .unwrap_or_else(|| &crate::env::infra().kafka_brokers),
         )
         .await;
         let (shutdown, shutdown_rx) = watch::channel(false);
