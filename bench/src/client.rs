@@ -269,6 +269,38 @@ impl Api {
         self.command(rb, caller, wait).await
     }
 
+    /// `POST /v1/payments` with `hold_ids`: one checkout of several holds on one date (v3).
+    pub async fn checkout(&self, caller: Caller<'_>, hold_ids: &[String], wait: u64) -> Timed {
+        let rb = self
+            .request(Method::POST, "/v1/payments", Some(caller), Some(wait))
+            .json(&json!({ "hold_ids": hold_ids }));
+        self.command(rb, caller, wait).await
+    }
+
+    /// `DELETE /v1/reservations/{id}`: a cancellation and refund (v3).
+    pub async fn cancel_reservation(
+        &self,
+        caller: Caller<'_>,
+        reservation_id: &str,
+        wait: u64,
+    ) -> Timed {
+        let rb = self.request(
+            Method::DELETE,
+            &format!("/v1/reservations/{reservation_id}"),
+            Some(caller),
+            Some(wait),
+        );
+        self.command(rb, caller, wait).await
+    }
+
+    /// `GET /v1/admin/concerts/{id}/sales`: the box office figures per date (v3).
+    pub async fn sales(&self, concert_id: &str) -> Outcome {
+        let url = format!("{}/v1/admin/concerts/{concert_id}/sales", self.base);
+        self.plain(self.http.get(url).bearer_auth(&*self.admin))
+            .await
+            .0
+    }
+
     /// `DELETE /v1/holds/{id}`.
     pub async fn release(&self, caller: Caller<'_>, hold_id: &str, wait: u64) -> Timed {
         let rb = self.request(

@@ -1,5 +1,6 @@
-//! What the run must prove, from the service's own answers: no seat sold twice, no accepted request left
-//! without an outcome, no successful payment missing from its owner's reservations. Also flags answers that
+//! What the run must prove, from the service's own answers: no seat sold twice (no two confirmed reservations
+//! of one seat; a cancelled one frees its seat for the next buyer), no accepted request left without an
+//! outcome, no successful payment missing from its owner's reservations. Also flags answers that
 //! break the contract (a code with the wrong status, a code the operation cannot fail with, any 5xx).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -20,6 +21,8 @@ pub enum Kind {
     Hold,
     Pay,
     Release,
+    /// A reservation's cancellation (v3).
+    Cancel,
 }
 
 /// An accepted command whose outcome had not come when its caller stopped waiting.
@@ -80,6 +83,7 @@ pub fn expected_codes(kind: Kind) -> &'static [&'static str] {
             "ALREADY_PAID",
         ],
         Kind::Release => &["HOLD_EXPIRED", "HOLD_NOT_FOUND", "ALREADY_PAID"],
+        Kind::Cancel => &["ALREADY_CANCELED", "CANCEL_CLOSED", "RESERVATION_NOT_FOUND"],
     }
 }
 
@@ -123,8 +127,22 @@ impl Ledger {
         }
     }
 
-    /// Notes a successful payment's result.
+    /// Notes a successful payment's result: one seat (v1), or each seat of a checkout's `reservations`.
     pub fn paid(&self, op: &str, user: usize, result: &Value) {
+        if let Some(seats) = result.get("reservations").and_then(Value::as_array) {
+            if seats.is_empty() {
+                self.anomaly(format!("{op}: SUCCEEDED checkout without reservations"));
+            }
+            for seat in seats {
+                self.paid_seat(op, user, seat);
+            }
+            return;
+        }
+        self.paid_seat(op, user, result);
+    }
+
+    /// Notes one paid seat (`date_id`, `seat_no`, `reservation_id`).
+    fn paid_seat(&self, op: &str, user: usize, result: &Value) {
         let date_id = result
             .get("date_id")
             .and_then(Value::as_str)
@@ -180,13 +198,14 @@ fn short(e: &str) -> String {
 /// The verifier's findings.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Verification {
-    /// Seats paid more than once, or reserved by more than one user (or twice): the union of both.
+    /// Seats paid more than once, or reserved by more than one user (or twice), counting only reservations not
+    /// cancelled: the union of both.
     pub oversold: u64,
     /// Accepted requests never decided, plus SUCCEEDED payments missing from their owner's reservations.
     pub lost: u64,
-    /// Seats with more than one SUCCEEDED payment in the answers received.
+    /// Seats with more than one SUCCEEDED payment in the answers received whose reservation was not cancelled.
     pub double_paid_seats: u64,
-    /// Seats found in the reservations of more than one user (or twice).
+    /// Seats found in the confirmed reservations of more than one user (or twice).
     pub double_reserved_seats: u64,
     /// Requests still pending when their caller stopped waiting.
     pub chased: u64,
@@ -280,6 +299,7 @@ pub async fn verify(
     });
     let mut seat_owners: HashMap<(String, i64), Vec<usize>> = HashMap::new();
     let mut reservation_ids: HashSet<(usize, String)> = HashSet::new();
+    let mut canceled: HashSet<String> = HashSet::new();
     for (idx, out) in futures::future::join_all(reads).await {
         let Some(list) = out
             .done()
@@ -301,7 +321,12 @@ pub async fn verify(
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned();
-            seat_owners.entry((date, seat)).or_default().push(idx);
+            // A cancelled reservation gave its seat back: another may hold it now (v3).
+            if r.get("status").and_then(Value::as_str) == Some("CANCELED") {
+                canceled.insert(rid.clone());
+            } else {
+                seat_owners.entry((date, seat)).or_default().push(idx);
+            }
             reservation_ids.insert((idx, rid));
             v.reservations_total += 1;
         }
@@ -311,9 +336,11 @@ pub async fn verify(
     v.payments_seen = paid.len() as u64;
     let mut paid_per_seat: HashMap<(String, i64), u64> = HashMap::new();
     for p in &paid {
-        *paid_per_seat
-            .entry((p.date_id.clone(), p.seat_no))
-            .or_default() += 1;
+        if !canceled.contains(&p.reservation_id) {
+            *paid_per_seat
+                .entry((p.date_id.clone(), p.seat_no))
+                .or_default() += 1;
+        }
         if !reservation_ids.contains(&(p.user, p.reservation_id.clone())) {
             v.missing_reservations += 1;
             if v.details.len() < 20 {
@@ -397,6 +424,25 @@ mod tests {
         assert_eq!(a.len(), 2, "{a:?}");
         assert!(a.keys().any(|k| k.contains("contract says 409")));
         assert!(a.keys().any(|k| k.contains("server error 500")));
+    }
+
+    #[test]
+    fn notes_every_seat_of_a_checkout() {
+        let l = Ledger::default();
+        l.paid(
+            "soak/pay",
+            1,
+            &serde_json::json!({ "payment_id": "p", "amount": 2, "reservations": [
+                { "reservation_id": "r1", "date_id": "d", "seat_no": 3, "price": 1 },
+                { "reservation_id": "r2", "date_id": "d", "seat_no": 4, "price": 1 } ] }),
+        );
+        l.paid(
+            "race/pay",
+            2,
+            &serde_json::json!({ "reservation_id": "r3", "date_id": "d", "seat_no": 5 }),
+        );
+        assert_eq!(l.payments(), 3);
+        assert!(l.anomalies().is_empty(), "{:?}", l.anomalies());
     }
 
     #[test]
