@@ -4,7 +4,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
-use concert_core::config::{env_or, env_parse, Settings};
+use concert_core::config::{env_or, env_parse, is_dev_env, Settings};
 
 use crate::retention::Retention;
 
@@ -31,6 +31,12 @@ pub struct WorkerConfig {
     /// `WORKER_ROLES`: which of the loops this process runs.
     pub roles: Roles,
     /// `RETENTION_HOURS`, `RETENTION_INTERVAL_MS`: what the retention role keeps and how often it prunes.
+    ///
+    /// `RETENTION_SECONDS` (for soaks and tests only) overrides `RETENTION_HOURS` with a window of that many
+    /// seconds, at least [`MIN_RETENTION_SECONDS`]. It is accepted only with `CONCERT_ENV=dev`, with a
+    /// warning that it is shorter than the contract's 24 hours; otherwise the worker refuses to start. It
+    /// must still be longer than a command read again from the log may be late (a rewinding consumer
+    /// finds its request row, or applies it twice): a few minutes suits a soak, whose group never resets.
     pub retention: Retention,
 }
 
@@ -89,21 +95,61 @@ impl WorkerConfig {
     }
 }
 
-/// The retention's settings; fewer than [`Retention::MIN_HOURS`] hours is refused (the contract keeps
-/// idempotency keys at least that long).
+/// Shortest `RETENTION_SECONDS` accepted (with `CONCERT_ENV=dev` only).
+pub const MIN_RETENTION_SECONDS: u64 = 60;
+
+/// The retention's settings from the environment.
 fn retention_from_env() -> anyhow::Result<Retention> {
-    let hours: u64 =
-        env_parse("RETENTION_HOURS", Retention::MIN_HOURS).context("RETENTION_HOURS")?;
+    retention_from(|name| std::env::var(name).ok(), is_dev_env())
+}
+
+/// The retention's settings from `var` (the environment, or a map in tests); `dev` is whether
+/// `CONCERT_ENV=dev`. Fewer than [`Retention::MIN_HOURS`] hours is refused (the contract keeps idempotency
+/// keys at least that long); `RETENTION_SECONDS` overrides the hours in development only.
+fn retention_from(var: impl Fn(&str) -> Option<String>, dev: bool) -> anyhow::Result<Retention> {
+    let read = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+    let number = |name: &str, default: u64| -> anyhow::Result<u64> {
+        match read(name) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{name}={v:?}: {e}")),
+        }
+    };
+    let hours = number("RETENTION_HOURS", Retention::MIN_HOURS)?;
     anyhow::ensure!(
         hours >= Retention::MIN_HOURS,
         "RETENTION_HOURS must be at least {}",
         Retention::MIN_HOURS
     );
-    let interval_ms: u64 =
-        env_parse("RETENTION_INTERVAL_MS", 60_000).context("RETENTION_INTERVAL_MS")?;
+    let keep = match read("RETENTION_SECONDS") {
+        None => Duration::from_secs(hours * 3600),
+        Some(_) => {
+            anyhow::ensure!(
+                dev,
+                "RETENTION_SECONDS is for soaks and tests and is accepted only with CONCERT_ENV=dev; \
+                 set RETENTION_HOURS (at least {}) instead",
+                Retention::MIN_HOURS
+            );
+            let seconds = number("RETENTION_SECONDS", 0)?;
+            anyhow::ensure!(
+                seconds >= MIN_RETENTION_SECONDS,
+                "RETENTION_SECONDS must be at least {MIN_RETENTION_SECONDS}"
+            );
+            tracing::warn!(
+                seconds,
+                "RETENTION_SECONDS is shorter than the contract's {} hours: accepted only because \
+                 CONCERT_ENV=dev (soaks and tests)",
+                Retention::MIN_HOURS
+            );
+            Duration::from_secs(seconds)
+        }
+    };
+    let interval_ms = number("RETENTION_INTERVAL_MS", 60_000)?;
     anyhow::ensure!(interval_ms > 0, "RETENTION_INTERVAL_MS must be positive");
     Ok(Retention {
-        keep: Duration::from_secs(hours * 3600),
+        keep,
         interval: Duration::from_millis(interval_ms),
         batch: Retention::DEFAULT_BATCH,
     })
@@ -193,5 +239,59 @@ mod tests {
         );
         assert!("consumer,cook".parse::<Roles>().is_err());
         assert!("".parse::<Roles>().is_err());
+    }
+
+    /// Reads from a list of (name, value) instead of the process's environment, which tests share.
+    fn retention_of(vars: &[(&str, &str)], dev: bool) -> anyhow::Result<Retention> {
+        retention_from(
+            |name| {
+                vars.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| (*v).to_owned())
+            },
+            dev,
+        )
+    }
+
+    #[test]
+    fn retention_is_a_day_unless_development_asks_for_seconds() {
+        let day = Duration::from_secs(24 * 3600);
+        assert_eq!(retention_of(&[], false).unwrap().keep, day);
+        assert_eq!(
+            retention_of(&[("RETENTION_HOURS", "48")], false)
+                .unwrap()
+                .keep,
+            2 * day
+        );
+        assert!(retention_of(&[("RETENTION_HOURS", "23")], true).is_err());
+
+        let soak = [
+            ("RETENTION_SECONDS", "180"),
+            ("RETENTION_INTERVAL_MS", "10000"),
+        ];
+        let r = retention_of(&soak, true).unwrap();
+        assert_eq!(r.keep, Duration::from_secs(180));
+        assert_eq!(r.interval, Duration::from_secs(10));
+        // Outside development the override is refused, naming the variable.
+        let err = retention_of(&soak, false).unwrap_err().to_string();
+        assert!(
+            err.contains("RETENTION_SECONDS") && err.contains("CONCERT_ENV=dev"),
+            "{err}"
+        );
+        assert!(retention_of(&[("RETENTION_SECONDS", "59")], true).is_err());
+        assert!(retention_of(&[("RETENTION_SECONDS", "soon")], true).is_err());
+        assert_eq!(
+            retention_of(&[("RETENTION_SECONDS", "60")], true)
+                .unwrap()
+                .keep,
+            Duration::from_secs(60)
+        );
+        // Empty is unset, as for every other setting.
+        assert_eq!(
+            retention_of(&[("RETENTION_SECONDS", "")], false)
+                .unwrap()
+                .keep,
+            day
+        );
     }
 }
