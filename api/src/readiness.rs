@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::producer::{FutureProducer, Producer};
+use concert_core::kafka_stats::Producer;
+use rdkafka::producer::Producer as _;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
@@ -33,7 +34,7 @@ impl Readiness {
     }
 
     /// Checks both now and keeps the answers.
-    pub async fn check(&self, pool: &PgPool, producer: &FutureProducer) {
+    pub async fn check(&self, pool: &PgPool, producer: &Producer) {
         let database = tokio::time::timeout(
             CHECK_TIMEOUT,
             sqlx::query_scalar!("SELECT 1 AS one").fetch_one(pool),
@@ -58,7 +59,7 @@ impl Readiness {
 pub async fn run_checks(
     readiness: Arc<Readiness>,
     pool: PgPool,
-    producer: FutureProducer,
+    producer: Producer,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(CHECK_EVERY);

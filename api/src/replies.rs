@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use concert_core::commands::{CommandKind, Outcome, Reply};
 use concert_core::kafka::FetchSettings;
+use concert_core::kafka_stats::{self, Counted};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::{oneshot, watch};
@@ -192,7 +193,8 @@ async fn read_replies(
     let mut config = concert_core::kafka::client_config(brokers);
     // Replies are latency-bound like commands: see FetchSettings for how long the broker holds a fetch.
     fetch.apply(&mut config);
-    let consumer: StreamConsumer = config
+    kafka_stats::enable(&mut config);
+    let consumer: StreamConsumer<Counted> = config
         // A group id is required by the client but never joined: partitions are assigned by hand.
         .set(
             "group.id",
@@ -200,7 +202,7 @@ async fn read_replies(
         )
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
-        .create()
+        .create_with_context(Counted::new("reply-consumer"))
         .context("creating reply consumer")?;
     let metadata = tokio::task::block_in_place(|| {
         consumer.fetch_metadata(Some(topic), Duration::from_secs(5))

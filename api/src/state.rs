@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use concert_core::kafka_stats::Producer;
 use concert_core::request_id::RequestIds;
 use concert_core::token::TokenSigner;
 use concert_core::topics::Topics;
 use metrics_exporter_prometheus::PrometheusHandle;
-use rdkafka::producer::FutureProducer;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -48,7 +48,7 @@ pub struct Shared {
     /// A few connections of the background tasks' own (the waiting-room refresher, the claim writer, the
     /// readiness check), which no request can take.
     pub background_pool: PgPool,
-    pub producer: FutureProducer,
+    pub producer: Producer,
     pub topics: Arc<Topics>,
     pub signer: TokenSigner,
     pub request_ids: RequestIds,

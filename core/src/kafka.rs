@@ -6,10 +6,10 @@ use std::time::Duration;
 use anyhow::Context;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
+use crate::kafka_stats::{self, Counted, Producer};
 use crate::topics::Topics;
 
 /// Base client settings shared by every client.
@@ -97,7 +97,7 @@ pub const DEFAULT_LINGER_MS: u32 = 1;
 
 /// An idempotent producer that waits for every in-sync replica (acks=all): a send that succeeded is on the log
 /// exactly once, even if the producer retried.
-pub fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
+pub fn producer(brokers: &str) -> anyhow::Result<Producer> {
     producer_with_linger(brokers, DEFAULT_LINGER_MS)
 }
 
@@ -106,7 +106,7 @@ pub const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// [`producer`] with its batching delay: longer means fewer, larger produce requests (less broker work per
 /// message under load) at the cost of that much latency per send.
-pub fn producer_with_linger(brokers: &str, linger_ms: u32) -> anyhow::Result<FutureProducer> {
+pub fn producer_with_linger(brokers: &str, linger_ms: u32) -> anyhow::Result<Producer> {
     producer_with(brokers, linger_ms, DEFAULT_MESSAGE_TIMEOUT)
 }
 
@@ -116,8 +116,9 @@ pub fn producer_with(
     brokers: &str,
     linger_ms: u32,
     message_timeout: Duration,
-) -> anyhow::Result<FutureProducer> {
-    client_config(brokers)
+) -> anyhow::Result<Producer> {
+    let mut config = client_config(brokers);
+    kafka_stats::enable(&mut config)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", linger_ms.to_string())
@@ -127,7 +128,7 @@ pub fn producer_with(
             "message.timeout.ms",
             message_timeout.as_millis().max(1).to_string(),
         )
-        .create()
+        .create_with_context(Counted::new("producer"))
         .context("creating Kafka producer")
 }
 
@@ -150,8 +151,9 @@ pub fn command_producer(
     brokers: &str,
     linger_ms: u32,
     message_timeout: Duration,
-) -> anyhow::Result<FutureProducer> {
-    client_config(brokers)
+) -> anyhow::Result<Producer> {
+    let mut config = client_config(brokers);
+    kafka_stats::enable(&mut config)
         .set("enable.idempotence", "false")
         // The broker's share: few produce requests at a time, so messages gather into batches while they
         // wait (unbounded, a durable development broker drowned in small concurrent writes and timed
@@ -168,7 +170,7 @@ pub fn command_producer(
             "message.timeout.ms",
             message_timeout.as_millis().max(1).to_string(),
         )
-        .create()
+        .create_with_context(Counted::new("command-producer"))
         .context("creating Kafka command producer")
 }
 

@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod env_vars;
 pub mod kafka;
+pub mod kafka_stats;
 pub mod problem;
 pub mod request_id;
 pub mod seats;

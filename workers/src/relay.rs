@@ -10,10 +10,11 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use concert_core::kafka_stats::Producer;
 use concert_core::topics::Topics;
 use futures::future::join_all;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tracing::instrument;
@@ -32,7 +33,7 @@ const LEASE: Duration = Duration::from_secs(30);
 /// Publishes every `interval`, or at once again after a full round, until shutdown.
 pub(crate) async fn run(
     pool: PgPool,
-    producer: FutureProducer,
+    producer: Producer,
     topics: Topics,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
@@ -69,7 +70,7 @@ pub(crate) async fn run(
 #[instrument(skip_all)]
 async fn publish_round(
     pool: &PgPool,
-    producer: &FutureProducer,
+    producer: &Producer,
     topics: &Topics,
 ) -> anyhow::Result<usize> {
     let events = outbox::lease_unpublished(pool, RELAY_BATCH, LEASE).await?;
@@ -130,11 +131,7 @@ fn destination<'a>(topics: &'a Topics, event: &PendingEvent) -> anyhow::Result<&
     }
 }
 
-async fn publish(
-    producer: &FutureProducer,
-    topics: &Topics,
-    event: &PendingEvent,
-) -> anyhow::Result<()> {
+async fn publish(producer: &Producer, topics: &Topics, event: &PendingEvent) -> anyhow::Result<()> {
     let topic = destination(topics, event)?;
     let payload = serde_json::to_vec(&event.payload).context("encoding the event")?;
     let event_id = event.event_id.to_string();

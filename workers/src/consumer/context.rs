@@ -28,7 +28,11 @@ pub(crate) struct CommitOnRevoke {
     pub rebalances: AtomicU64,
 }
 
-impl ClientContext for CommitOnRevoke {}
+impl ClientContext for CommitOnRevoke {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        concert_core::kafka_stats::record_requests("command-consumer", &statistics);
+    }
+}
 
 impl ConsumerContext for CommitOnRevoke {
     /// The default rebalance (assign what the group gave, unassign on revoke), with the start offsets of an

@@ -21,7 +21,7 @@ use anyhow::Context;
 use futures::future::{join_all, BoxFuture};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
-use rdkafka::producer::FutureProducer;
+use concert_core::kafka_stats::Producer;
 use rdkafka::{Message, Offset};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, watch};
@@ -53,6 +53,7 @@ fn create_consumer(config: &WorkerConfig) -> anyhow::Result<CommandConsumer> {
     // Commands are latency-bound: the broker must answer a fetch as soon as a command arrives; how long it
     // holds an empty one is a trade of idle broker CPU against latency (see FetchSettings).
     config.settings.kafka_fetch.apply(&mut client);
+    concert_core::kafka_stats::enable(&mut client);
     client
         .set("group.id", &config.group_id)
         .set("client.id", "concert-worker")
@@ -70,7 +71,7 @@ fn create_consumer(config: &WorkerConfig) -> anyhow::Result<CommandConsumer> {
 pub(crate) async fn run(
     config: &WorkerConfig,
     pool: PgPool,
-    producer: FutureProducer,
+    producer: Producer,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let topics = config.settings.topics();

@@ -5,7 +5,8 @@ use std::time::Duration;
 use concert_core::commands::Reply;
 use futures::future::{join_all, BoxFuture};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use concert_core::kafka_stats::Producer;
+use rdkafka::producer::FutureRecord;
 use rdkafka::Message;
 
 use tokio::sync::watch;
@@ -20,7 +21,7 @@ const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Sends replies and dead letters with the idempotent, acks=all producer.
 #[derive(Clone)]
 pub(crate) struct Publisher {
-    pub producer: FutureProducer,
+    pub producer: Producer,
     pub replies_topic: String,
     pub dead_letters_topic: String,
     /// Commands read from this topic are joins, whatever their payload says.
