@@ -129,6 +129,16 @@ pub struct Args {
     /// paused around it (writes prequeue.json).
     #[arg(long)]
     pub prequeue: Option<usize>,
+    /// Instead of the on-sale: a steady mixed load for this many minutes (joins, polls, holds, checkouts,
+    /// releases, lapses, cancellations; a new concert every 30 s), with every minute the api's and workers'
+    /// memory (`BENCH_PROCS`), every table's rows (`DATABASE_URL`), p99 per kind of call and a fresh api's
+    /// time to ready; ends with the slope of each and whether it stayed flat (writes soak.json; exit 2 if
+    /// not flat or an invariant broke). Give the workers a short retention (`RETENTION_SECONDS`).
+    #[arg(long, value_name = "MINUTES")]
+    pub soak: Option<usize>,
+    /// Fans started per second by `--soak` (each signs up or comes back, charges, joins, polls, holds...).
+    #[arg(long, default_value_t = 3.0)]
+    pub soak_rate: f64,
     /// The api process whose memory `--streams` reads [default: the one concert-api process].
     #[arg(long)]
     pub api_pid: Option<u32>,

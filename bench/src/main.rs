@@ -9,6 +9,9 @@
 //! `report.json` and `latency.svg`, and ends with the `bench:` line; exits 2 if anything was oversold, lost,
 //! stalled or misplaced.
 //!
+//! `--soak MINUTES` instead runs a steady mixed load and reports, per minute, memory, rows, p99 and a fresh
+//! api's time to ready, then whether each stayed flat ([`soak`]).
+//!
 //! Throughout, it samples the CPU time of the processes `./dev bench` names in `BENCH_PROCS` (api, workers,
 //! broker), of the PostgreSQL backends of `BENCH_DB` and of itself ([`cpu`]): every phase reports microseconds
 //! of CPU per command sent, by process, and a 5-second idle window after setup each one's cost with no load.
@@ -28,6 +31,7 @@ mod report;
 mod rounds;
 mod scale;
 mod setup;
+mod soak;
 mod spread;
 mod stats;
 mod streams;
@@ -70,6 +74,16 @@ async fn main() -> ExitCode {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("concert-bench --streams: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    if let Some(minutes) = args.soak {
+        return match soak::run(&args, minutes).await {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(2),
+            Err(e) => {
+                eprintln!("concert-bench --soak: {e:#}");
                 ExitCode::from(1)
             }
         };

@@ -287,8 +287,8 @@ async fn wait_active(api: &Api, queue_token: &str) -> anyhow::Result<()> {
     bail!("the blocker was not admitted within 30 s")
 }
 
-/// Resident memory of `pid`, in KiB.
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+/// Resident memory of `pid`, in KiB (VmRSS); the soak reads it too.
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status (pass --api-pid)"))?;
     status
