@@ -13,7 +13,7 @@
 //! Broker restarts under load (SIGTERM, then SIGKILL) are a test of their own, `broker_restart.rs`: it needs
 //! a broker it may stop, so it starts a private nisshi instead of using the shared broker; so does
 //! `broker_stall.rs` (a command the frozen broker confirms too late is refused, and applied only when sent
-//! again).
+//! again); so does `relay_stall.rs` (the payment-event relay across a 12 s broker freeze).
 //!
 //! Then, from Postgres and the topics: no seat sold twice, no two live holds on a seat at once, money
 //! conserved, every accepted request decided exactly once as its client saw it, payments = distinct payment
@@ -31,6 +31,7 @@ mod freeze;
 mod harness;
 mod load;
 mod pg_restart;
+mod relay_stall;
 
 use std::time::Duration;
 
