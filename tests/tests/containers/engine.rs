@@ -37,7 +37,9 @@ pub async fn servers(test: &str) -> Option<Servers> {
             "CONTAINER_TESTS is set but no container engine answers at {host}: {why} \
              (./dev images && ./dev podman start, then export DOCKER_HOST=unix://$PWD/.dev/podman.sock)"
         );
-        eprintln!(
+        // Straight to stderr, past the test harness's capture, so a plain `cargo test` shows it.
+        let _ = writeln!(
+            std::io::stderr().lock(),
             "skipping {test}: no container engine answers at {host} ({why}); set DOCKER_HOST to a \
              Docker API (./dev podman start) and CONTAINER_TESTS=1 to run these tests"
         );
@@ -79,14 +81,17 @@ type Started = anyhow::Result<(String, String, Vec<Box<dyn Any + Send>>)>;
 /// PostgreSQL 15 and nisshi from the images built here. The broker advertises the host port it is
 /// published on, chosen before it starts (clients reach it from the host at 127.0.0.1:that port).
 async fn local_servers() -> Started {
+    // Host ports chosen here and mapped explicitly: podman's Docker API does not publish an image's exposed
+    // ports for testcontainers' "publish all" request.
+    let pg_port = concert_tests::procs::free_port();
     let pg = GenericImage::new(LOCAL_POSTGRES.0, LOCAL_POSTGRES.1)
-        .with_exposed_port(5432.tcp())
         // The entrypoint creates no database first (no POSTGRES_DB), so this line is the real server's.
         .with_wait_for(WaitFor::message_on_stderr(
             "database system is ready to accept connections",
         ))
         // Throwaway data: no fsync. Room for a stack's pools next to the test's own.
         .with_cmd(["postgres", "-c", "fsync=off", "-c", "max_connections=200"])
+        .with_mapped_port(pg_port, 5432.tcp())
         .with_startup_timeout(Duration::from_secs(120))
         .start()
         .await?;
@@ -101,10 +106,7 @@ async fn local_servers() -> Started {
         .await?;
     let brokers = format!("127.0.0.1:{port}");
     broker_answers(&brokers, Duration::from_secs(60)).await?;
-    let db = format!(
-        "postgres://postgres@127.0.0.1:{}/postgres",
-        pg.get_host_port_ipv4(5432).await?
-    );
+    let db = format!("postgres://postgres@127.0.0.1:{pg_port}/postgres");
     Ok((db, brokers, vec![Box::new(pg), Box::new(broker)]))
 }
 
