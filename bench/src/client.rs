@@ -227,6 +227,16 @@ impl Api {
         (outcome, sent)
     }
 
+    /// `POST /v1/me/balance/charges` under `Idempotency-Key: key` (v3: the same key credits once).
+    pub async fn charge_keyed(&self, caller: Caller<'_>, amount: i64, key: &str) -> Timed {
+        let rb = self
+            .request(Method::POST, "/v1/me/balance/charges", Some(caller), None)
+            .header("Idempotency-Key", key)
+            .json(&json!({ "amount": amount }));
+        let (outcome, _, sent) = self.plain(rb).await;
+        (outcome, sent)
+    }
+
     /// `POST /v1/concerts/{id}/queue`: `Done` carries the place (`queue_token`, `status`).
     pub async fn join(&self, caller: Caller<'_>, concert_id: &str, wait: u64) -> Timed {
         let rb = self.request(
@@ -269,10 +279,18 @@ impl Api {
         self.command(rb, caller, wait).await
     }
 
-    /// `POST /v1/payments` with `hold_ids`: one checkout of several holds on one date (v3).
-    pub async fn checkout(&self, caller: Caller<'_>, hold_ids: &[String], wait: u64) -> Timed {
+    /// `POST /v1/payments` with `hold_ids`: one checkout of several holds on one date (v3), under
+    /// `Idempotency-Key: key`.
+    pub async fn checkout(
+        &self,
+        caller: Caller<'_>,
+        hold_ids: &[String],
+        key: &str,
+        wait: u64,
+    ) -> Timed {
         let rb = self
             .request(Method::POST, "/v1/payments", Some(caller), Some(wait))
+            .header("Idempotency-Key", key)
             .json(&json!({ "hold_ids": hold_ids }));
         self.command(rb, caller, wait).await
     }

@@ -58,8 +58,10 @@ impl Load {
             token: &user.token,
             queue: None,
         };
-        // Enough for two seats, every journey.
-        let (out, t) = api.charge(me, price.max(1) * 2).await;
+        // Enough for two seats, every journey; charges and checkouts carry keys, so the retention has
+        // charge and idempotency keys to prune too.
+        let key = || uuid::Uuid::now_v7().simple().to_string();
+        let (out, t) = api.charge_keyed(me, price.max(1) * 2, &key()).await;
         self.window.record("charge", t, out.code());
         ledger.observe("soak/charge", idx, None, &out, &[]);
 
@@ -106,7 +108,7 @@ impl Load {
 
         let choice: f64 = rng.gen();
         if choice < PAY {
-            let (out, t) = api.checkout(caller, &holds, WAIT).await;
+            let (out, t) = api.checkout(caller, &holds, &key(), WAIT).await;
             self.window.record("pay", t, out.code());
             ledger.observe("soak/pay", idx, Some(Kind::Pay), &out, PAY_CODES);
             let Outcome::Done(result) = &out else { return };
