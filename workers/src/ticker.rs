@@ -112,9 +112,12 @@ async fn admit_room(pool: &PgPool, concert_id: Uuid, orders: &mut Orders) -> any
         Some(draw) => orders.of(concert_id, draw),
         None => Arc::new(DrawOrder::none()),
     };
-    let abandoned = queue::end_unclaimed(&mut tx, concert_id).await?;
+    let settled = queue::end_unclaimed(&mut tx, concert_id).await?;
+    let abandoned = settled.ended;
     let admitted = admit_waiting(&mut tx, concert_id, &room, &order).await?;
-    if abandoned == 0 && admitted == 0 && !drew {
+    // A step settled with every place claimed changes nothing else, but must be kept: unsettled, it would
+    // never be pruned and its room would stay on the list of rooms with work.
+    if settled.steps == 0 && admitted == 0 && !drew {
         return Ok(0);
     }
     tx.commit().await.context("committing the admission step")?;

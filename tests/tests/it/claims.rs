@@ -188,6 +188,54 @@ async fn a_gated_call_claims_and_the_window_end_has_its_reason() {
     assert_eq!(api.room(concert.concert_id).await["abandoned_total"], 0);
 }
 
+/// A step whose every place was claimed is settled all the same once its claim deadline passed: left
+/// unsettled, the retention never prunes it and the ticker visits its room on every tick forever (found by
+/// the soak: `admissions` grew by a row per step of every on-sale).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_whose_places_were_all_claimed_is_settled_after_its_claim_deadline() {
+    let stack = TestStack::start().await;
+    let api = stack.api();
+    let concert = api.create_concert(1, 1000).await;
+    api.set_policy(concert.concert_id, &policy(1, 600, 5)).await;
+    let user = &api.sign_up_many("fan", 1).await[0];
+    let place = api.join(user, concert.concert_id).await;
+    wait_until(
+        "the dates open to the fan (a gated call claims the place)",
+        Deadline::secs(20),
+        Duration::from_millis(200),
+        || async {
+            let resp = api
+                .dates_raw(user, Some(&place.queue_token), concert.concert_id)
+                .await;
+            (resp.status == 200).then_some(())
+        },
+    )
+    .await;
+    // claim_seconds 5, the grace 1 s, a tick or two: settled within 10 s of the admission.
+    wait_until(
+        "the claimed step to be settled",
+        Deadline::secs(15),
+        Duration::from_millis(250),
+        || async {
+            let unsettled: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM admissions WHERE concert_id = $1 AND NOT claims_settled",
+            )
+            .bind(concert.concert_id)
+            .fetch_one(stack.db())
+            .await
+            .expect("admissions");
+            (unsettled == 0).then_some(())
+        },
+    )
+    .await;
+    let status = status_of(api, &place.queue_token).await;
+    assert_eq!(
+        status["status"], "ACTIVE",
+        "settling ends no claimed place: {status}"
+    );
+    assert_eq!(api.room(concert.concert_id).await["abandoned_total"], 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claim_seconds_is_validated_and_shown() {
     let stack = TestStack::start().await;

@@ -255,10 +255,14 @@ fn claim_grace_secs() -> f64 {
 /// A claim racing this statement: both lock the place's row (in seq order, so they cannot deadlock) and
 /// re-check their condition on the row they get, so either the claim lands first and the place is not
 /// ended, or the place is ended first and the claim does not land (the api then learns the end).
+///
+/// Returns the steps settled and the places ended. A step whose places were all claimed is settled
+/// with none ended: the caller must commit that too, or the step stays unsettled, is never pruned by
+/// the retention, and keeps its room on the ticker's list of rooms with work.
 pub(crate) async fn end_unclaimed(
     conn: &mut PgConnection,
     concert_id: Uuid,
-) -> anyhow::Result<i64> {
+) -> anyhow::Result<Settled> {
     let due = sqlx::query!(
         "UPDATE admissions SET claims_settled = true
          WHERE concert_id = $1 AND NOT claims_settled AND claim_until + make_interval(secs => $2) <= now()
@@ -270,8 +274,9 @@ pub(crate) async fn end_unclaimed(
     .await
     .context("settling admission steps past their claim deadline")?;
     if due.is_empty() {
-        return Ok(0);
+        return Ok(Settled::default());
     }
+    let steps = due.len();
     let (froms, uptos): (Vec<i64>, Vec<i64>) =
         due.into_iter().map(|r| (r.from_seq, r.upto_seq)).unzip();
     let ended = sqlx::query!(
@@ -304,7 +309,14 @@ pub(crate) async fn end_unclaimed(
         .await
         .context("counting abandoned places")?;
     }
-    Ok(ended)
+    Ok(Settled { steps, ended })
+}
+
+/// What [`end_unclaimed`] did: admission steps settled, and the places of theirs nobody claimed, ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Settled {
+    pub steps: usize,
+    pub ended: i64,
 }
 
 /// A locked waiting room as the admission ticker sees it.
