@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::cpu::{self, API, BENCH, BROKER, POSTGRES, TOTAL, WORKERS};
+use crate::kafka_requests;
 use crate::stats::{OpStats, Recorder};
 
 /// What a timed phase offered and managed.
@@ -25,6 +26,10 @@ pub struct PhaseFigures {
     /// Microseconds of CPU per command sent, by process (`api`, `worker-1`, `postgres`, `broker`, `bench`, ...)
     /// and summed (`workers`, `service`: api + workers, `total`: all but the bench); empty when not measured.
     pub cpu_us_per_op: BTreeMap<String, f64>,
+    /// Kafka requests per command sent, by `process/request` and summed as `produce` and `fetch`
+    /// ([`crate::kafka_requests`]); empty when not measured.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub kafka_requests_per_op: BTreeMap<String, f64>,
 }
 
 impl PhaseFigures {
@@ -43,6 +48,7 @@ impl PhaseFigures {
             sent,
             shed,
             cpu_us_per_op: cpu::per_op(started, now, sent),
+            kafka_requests_per_op: kafka_requests::per_op(started, now, sent),
         }
     }
 }
@@ -138,6 +144,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), *v))
             .collect(),
+            kafka_requests_per_op: BTreeMap::new(),
         };
         let t = phase_table(&[ph]);
         let lines: Vec<&str> = t.lines().collect();

@@ -23,6 +23,7 @@ mod cpu;
 mod crowd;
 mod figures;
 mod hold_bench;
+mod kafka_requests;
 mod phases;
 mod procfs;
 mod progress;
@@ -124,6 +125,7 @@ async fn run(args: &Args) -> anyhow::Result<Headline> {
     let procs = cpu::Procs::from_env();
     println!("cpu time of: {}", procs.describe());
     cpu::start(procs);
+    kafka_requests::start(kafka_requests::sources_from_env());
     let base = Api::new(&args.url, &args.admin_token)?;
     match base.ready().await {
         Outcome::Done(_) => {}

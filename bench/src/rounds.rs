@@ -63,6 +63,11 @@ pub struct RoundFigures {
     pub service_us_per_join: Option<f64>,
     /// CPU microseconds of the api per status poll.
     pub api_us_per_poll: Option<f64>,
+    /// Produce and fetch requests the api and the workers sent the broker per 100 holds of the unthrottled
+    /// hold phase (`tp@max/hold`), from librdkafka's counts ([`crate::kafka_requests`]); per 100 so that the
+    /// line's whole units keep two digits of a figure that is often below one per hold.
+    pub produce_per_100_holds: Option<f64>,
+    pub fetch_per_100_holds: Option<f64>,
     /// Commands slower than the stall limit while at most [`STALL_RATE_LIMIT`] per second were offered.
     pub stalled: u64,
 }
@@ -116,6 +121,13 @@ impl RoundFigures {
                 .and_then(|p| p.cpu_us_per_op.get(key).copied())
         };
         let hold = |key: &str| cost(ops::MAX_HOLD, key);
+        let requests = |phase: &str, key: &str| {
+            phases.iter().find(|p| p.name == phase).and_then(|p| {
+                p.kafka_requests_per_op
+                    .get(key)
+                    .map(|per_op| per_op * 100.0)
+            })
+        };
         RoundFigures {
             api_us_per_hold: hold(API),
             service_us_per_hold: hold(SERVICE),
@@ -124,12 +136,14 @@ impl RoundFigures {
             total_us_per_hold: hold(TOTAL),
             service_us_per_join: cost(ops::SCALE_PHASE, SERVICE),
             api_us_per_poll: cost(ops::POLL_STATUS, API),
+            produce_per_100_holds: requests(ops::MAX_HOLD, "produce"),
+            fetch_per_100_holds: requests(ops::MAX_HOLD, "fetch"),
             ..self
         }
     }
 
     /// The figures with their line keys, in the order of the last line.
-    pub fn keyed(&self) -> [(&'static str, Option<f64>); 17] {
+    pub fn keyed(&self) -> [(&'static str, Option<f64>); 19] {
         [
             ("joins_per_s", self.joins_per_s),
             ("holds_per_s", self.holds_per_s),
@@ -148,6 +162,8 @@ impl RoundFigures {
             ("total_us_per_hold", self.total_us_per_hold),
             ("service_us_per_join", self.service_us_per_join),
             ("api_us_per_poll", self.api_us_per_poll),
+            ("produce_per_100_holds", self.produce_per_100_holds),
+            ("fetch_per_100_holds", self.fetch_per_100_holds),
         ]
     }
 }
@@ -247,6 +263,7 @@ mod tests {
             sent: 100,
             shed: 0,
             cpu_us_per_op: costs.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            kafka_requests_per_op: [("produce".to_string(), 0.5)].into(),
         };
         let phases = vec![
             phase("c64/hold", &[("api", 1.0), ("service", 2.0)]),
@@ -270,6 +287,8 @@ mod tests {
         assert_eq!(r.total_us_per_hold, Some(760.0));
         assert_eq!(r.service_us_per_join, Some(900.0));
         assert_eq!(r.api_us_per_poll, Some(40.0));
+        assert_eq!(r.produce_per_100_holds, Some(50.0));
+        assert_eq!(r.fetch_per_100_holds, None);
         assert_eq!(
             RoundFigures::from_ops(&[], 1000).with_costs(&[]),
             RoundFigures::default()
@@ -287,7 +306,7 @@ mod tests {
             })
             .collect();
         let s = spreads(&rounds);
-        assert_eq!(s.len(), 17);
+        assert_eq!(s.len(), 19);
         let get = |k: &str| s.iter().find(|(key, _)| *key == k).unwrap().1;
         let holds = get("holds_per_s").unwrap();
         assert_eq!(
