@@ -18,10 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use concert_core::kafka_stats::Producer;
 use futures::future::{join_all, BoxFuture};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
-use concert_core::kafka_stats::Producer;
 use rdkafka::{Message, Offset};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, watch};

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use concert_core::commands::Reply;
+use concert_core::kafka_stats::Producer;
 use futures::future::{join_all, BoxFuture};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
-use concert_core::kafka_stats::Producer;
 use rdkafka::producer::FutureRecord;
 use rdkafka::Message;
 
