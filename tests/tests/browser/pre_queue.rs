@@ -2,7 +2,10 @@
 //! time left) and no position; at the opening the page shows the drawn place by itself. A room asking for a
 //! proof of work is joined through the page, which solves it in a Web Worker.
 
+use std::time::Duration;
+
 use chrono::{SecondsFormat, Utc};
+use concert_tests::{wait_until, Deadline};
 use serde_json::json;
 
 use crate::{hook, join, sign_up, Rig, PHONE};
@@ -56,21 +59,28 @@ async fn a_countdown_turns_into_a_drawn_position_without_a_reload() {
         is_time_left(t) && t.starts_with("0:0")
     })
     .await;
-    // At the opening: a position (or the first turn), and the countdown is gone.
-    let (_, status) = fan
-        .wait_for_text(&hook("queue-status"), |t| t == "ACTIVE" || t == "WAITING")
-        .await;
-    let (_, position) = fan
-        .wait_for_text(&hook("queue-position"), |t| {
-            t.parse::<i64>().is_ok_and(|p| (1..=3).contains(&p)) || t == "—"
-        })
-        .await;
-    if status == "WAITING" {
-        assert!(
-            position.parse::<i64>().is_ok(),
-            "a drawn position: {position}"
-        );
-    }
+    // At the opening: a drawn position or the first turn, and the countdown is gone. Status and position
+    // are read together: a pre-queued place is WAITING too, with no position, until the page learns of the
+    // draw.
+    let drawn = wait_until(
+        "a drawn position (or the first turn) on the page",
+        Deadline::secs(20),
+        Duration::from_millis(200),
+        || async {
+            let texts = fan
+                .script(
+                    r#"const text = (h) => (document.querySelector(`[data-test="${h}"]`)?.textContent ?? "").trim();
+                       return [text("queue-status"), text("queue-position")];"#,
+                )
+                .await;
+            let status = texts[0].as_str()?.to_owned();
+            let position = texts[1].as_str()?.to_owned();
+            let drawn = position.parse::<i64>().is_ok_and(|p| (1..=3).contains(&p));
+            (status == "ACTIVE" || (status == "WAITING" && drawn)).then_some((status, position))
+        },
+    )
+    .await;
+    println!("after the opening the page shows {drawn:?}");
     let shown = fan
         .script(r#"return !document.getElementById("opens-row").hidden"#)
         .await;
