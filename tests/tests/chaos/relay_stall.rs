@@ -21,6 +21,8 @@ use concert_tests::{kafka, wait_until, Deadline, TestStack};
 use concert_workers::Roles;
 use serde_json::json;
 
+use crate::freeze::signal;
+
 /// Payments whose events cross the freeze (fewer than one relay batch, so they are all in flight at once).
 const PAYMENTS: usize = 24;
 /// As long as the issue asks: past PostgreSQL's 10 s idle-in-transaction limit, inside the producer's
@@ -151,14 +153,4 @@ async fn unpublished(stack: &TestStack) -> i64 {
         .fetch_one(stack.db())
         .await
         .expect("counting unpublished rows")
-}
-
-/// Sends `signal` (`STOP`, `CONT`) to a process.
-fn signal(pid: u32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .expect("running kill");
-    assert!(status.success(), "kill -{signal} {pid}: {status}");
 }
