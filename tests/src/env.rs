@@ -71,7 +71,7 @@ mod containers {
     use testcontainers_modules::kafka::apache;
     use testcontainers_modules::postgres::Postgres;
     use testcontainers_modules::testcontainers::runners::AsyncRunner;
-    use testcontainers_modules::testcontainers::ImageExt;
+    use testcontainers_modules::testcontainers::{ContainerAsync, ImageExt};
 
     /// Starts Postgres and Apache Kafka (KRaft) and returns (database URL, brokers). The containers live on
     /// a thread of their own for as long as the test process, because every test has its own runtime.
@@ -83,27 +83,9 @@ mod containers {
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
-                let started = async {
-                    let pg = Postgres::default()
-                        .with_host_auth()
-                        .with_tag("15-alpine")
-                        .start()
-                        .await?;
-                    let kafka = apache::Kafka::default().start().await?;
-                    let db = format!(
-                        "postgres://postgres@{}:{}/postgres",
-                        pg.get_host().await?,
-                        pg.get_host_port_ipv4(5432).await?
-                    );
-                    let brokers = format!(
-                        "127.0.0.1:{}",
-                        kafka.get_host_port_ipv4(apache::KAFKA_PORT).await?
-                    );
-                    anyhow::Ok(((db, brokers), (pg, kafka)))
-                }
-                .await;
-                match started {
-                    Ok((urls, containers)) => {
+                match start_registry_servers().await {
+                    Ok((db, brokers, containers)) => {
+                        let urls = (db, brokers);
                         let _ = tx.send(Ok(urls));
                         // Keep the containers (and the runtime their handles belong to) until the process ends.
                         let _keep = containers;
@@ -117,7 +99,34 @@ mod containers {
         });
         rx.recv_timeout(Duration::from_secs(300))?
     }
+
+    /// The registry's PostgreSQL (15-alpine, trust auth) and Apache Kafka (KRaft) through
+    /// testcontainers-modules: (database URL, brokers, the containers, which stop when dropped).
+    pub async fn start_registry_servers() -> anyhow::Result<(
+        String,
+        String,
+        (ContainerAsync<Postgres>, ContainerAsync<apache::Kafka>),
+    )> {
+        let pg = Postgres::default()
+            .with_host_auth()
+            .with_tag("15-alpine")
+            .start()
+            .await?;
+        let kafka = apache::Kafka::default().start().await?;
+        let db = format!(
+            "postgres://postgres@{}:{}/postgres",
+            pg.get_host().await?,
+            pg.get_host_port_ipv4(5432).await?
+        );
+        let brokers = format!(
+            "127.0.0.1:{}",
+            kafka.get_host_port_ipv4(apache::KAFKA_PORT).await?
+        );
+        Ok((db, brokers, (pg, kafka)))
+    }
 }
+
+pub use containers::start_registry_servers;
 
 /// What one test owns on the shared servers. Dropping it drops the database and deletes the topics.
 pub struct TestEnv {

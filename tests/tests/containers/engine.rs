@@ -113,23 +113,7 @@ async fn local_servers() -> Started {
 /// Today's path of `concert_tests::env` on a machine that can pull: the registry's PostgreSQL and Apache
 /// Kafka (KRaft) through testcontainers-modules.
 async fn registry_servers() -> Started {
-    use testcontainers_modules::kafka::apache;
-    use testcontainers_modules::postgres::Postgres;
-    let pg = Postgres::default()
-        .with_host_auth()
-        .with_tag("15-alpine")
-        .start()
-        .await?;
-    let kafka = apache::Kafka::default().start().await?;
-    let db = format!(
-        "postgres://postgres@{}:{}/postgres",
-        pg.get_host().await?,
-        pg.get_host_port_ipv4(5432).await?
-    );
-    let brokers = format!(
-        "127.0.0.1:{}",
-        kafka.get_host_port_ipv4(apache::KAFKA_PORT).await?
-    );
+    let (db, brokers, (pg, kafka)) = concert_tests::env::start_registry_servers().await?;
     Ok((db, brokers, vec![Box::new(pg), Box::new(kafka)]))
 }
 
