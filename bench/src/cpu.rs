@@ -13,11 +13,10 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::procfs::{clock_ticks_per_second, Sampler, Snapshot};
-pub use crate::procfs::{Procs, BENCH, POSTGRES};
+pub use crate::procfs::{Procs, BENCH, BROKER, POSTGRES};
 
-/// Keys `./dev bench` gives the api and the broker in `BENCH_PROCS`.
+/// Key `./dev bench` gives the api in `BENCH_PROCS` (and [`BROKER`] the broker).
 pub const API: &str = "api";
-pub const BROKER: &str = "broker";
 /// Derived keys: the workers summed, api + workers, and everything but the bench.
 pub const WORKERS: &str = "workers";
 pub const SERVICE: &str = "service";

@@ -8,6 +8,8 @@ use std::time::Instant;
 pub const BENCH: &str = "bench";
 /// Key of the PostgreSQL backends of the bench's database, summed.
 pub const POSTGRES: &str = "postgres";
+/// Key of the broker, whose storage backends (`BENCH_BROKER_DB`) are added to it.
+pub const BROKER: &str = "broker";
 /// What to measure besides the bench itself.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Procs {
@@ -15,6 +17,9 @@ pub struct Procs {
     pub named: Vec<(String, u32)>,
     /// The database whose backends count as `postgres`.
     pub db: Option<String>,
+    /// The broker's own database when it keeps its log in PostgreSQL (nisshi's `postgres://` storage
+    /// engine): its backends count as the broker's, since they do the broker's work.
+    pub broker_db: Option<String>,
 }
 
 impl Procs {
@@ -25,8 +30,12 @@ impl Procs {
         for b in bad {
             eprintln!("concert-bench: BENCH_PROCS: ignoring {b:?} (expected name=pid)");
         }
-        let db = std::env::var("BENCH_DB").ok().filter(|d| !d.is_empty());
-        Procs { named, db }
+        let db_of = |var: &str| std::env::var(var).ok().filter(|d| !d.is_empty());
+        Procs {
+            named,
+            db: db_of("BENCH_DB"),
+            broker_db: db_of("BENCH_BROKER_DB"),
+        }
     }
 
     /// One line saying what is measured.
@@ -38,6 +47,11 @@ impl Procs {
             .collect();
         if let Some(db) = &self.db {
             parts.push(format!("{POSTGRES} (backends of {db})"));
+        }
+        if let Some(db) = &self.broker_db {
+            parts.push(format!(
+                "broker's storage (backends of {db}, counted as the broker's)"
+            ));
         }
         parts.push(format!("{BENCH} ({})", std::process::id()));
         parts.join(", ")
@@ -71,20 +85,29 @@ pub struct Snapshot {
 /// the next.
 pub struct Sampler {
     procs: Procs,
-    /// Ticks of each backend (pid, start time) at the last sample.
-    backends: HashMap<(u32, u64), u64>,
-    /// Ticks of the backends summed over the run so far.
-    postgres: u64,
+    /// The backends of the bench's database.
+    postgres: Backends,
+    /// The backends of the broker's database, if it has one.
+    broker_storage: Backends,
     /// Pids whose command line is not PostgreSQL's (not read again while they live).
     others: HashSet<u32>,
+}
+
+/// The backends of one database, followed from sample to sample.
+#[derive(Default)]
+struct Backends {
+    /// Ticks of each backend (pid, start time) at the last sample.
+    last: HashMap<(u32, u64), u64>,
+    /// Ticks of the backends summed over the run so far.
+    total: u64,
 }
 
 impl Sampler {
     pub fn new(procs: Procs) -> Self {
         Sampler {
             procs,
-            backends: HashMap::new(),
-            postgres: 0,
+            postgres: Backends::default(),
+            broker_storage: Backends::default(),
             others: HashSet::new(),
         }
     }
@@ -100,9 +123,15 @@ impl Sampler {
         if let Some((t, _)) = read_stat(me) {
             ticks.insert(BENCH.to_owned(), t);
         }
-        if let Some(db) = self.procs.db.clone() {
-            self.follow_backends(&db);
-            ticks.insert(POSTGRES.to_owned(), self.postgres);
+        let dbs = [self.procs.db.as_deref(), self.procs.broker_db.as_deref()];
+        if dbs.iter().any(Option::is_some) {
+            self.follow_backends();
+        }
+        if self.procs.db.is_some() {
+            ticks.insert(POSTGRES.to_owned(), self.postgres.total);
+        }
+        if self.procs.broker_db.is_some() {
+            *ticks.entry(BROKER.to_owned()).or_default() += self.broker_storage.total;
         }
         Snapshot {
             at: Instant::now(),
@@ -110,14 +139,15 @@ impl Sampler {
         }
     }
 
-    /// Adds what every backend of `db` used since the last sample. A backend first seen now counts all its
-    /// time (it started since the last sample, or the sampler did); one that ended since the last sample loses
-    /// what it used after that sample (at most 250 ms of it), as `/proc` forgets it.
-    fn follow_backends(&mut self, db: &str) {
+    /// Adds what every backend of the bench's database and of the broker's used since the last sample. A
+    /// backend first seen now counts all its time (it started since the last sample, or the sampler did); one
+    /// that ended since the last sample loses what it used after that sample (at most 250 ms of it), as
+    /// `/proc` forgets it.
+    fn follow_backends(&mut self) {
         let Ok(dir) = std::fs::read_dir("/proc") else {
             return;
         };
-        let mut now = HashMap::new();
+        let (mut bench_now, mut broker_now) = (HashMap::new(), HashMap::new());
         let mut alive = HashSet::new();
         for pid in dir
             .flatten()
@@ -134,17 +164,33 @@ impl Sampler {
             if !text.contains("postgres") {
                 // Backends are forked by the postmaster, whose command line names postgres from the start.
                 self.others.insert(pid);
-            } else if is_backend_of(&text, db) {
-                if let Some((t, started)) = read_stat(pid) {
-                    now.insert((pid, started), t);
-                }
+                continue;
+            }
+            let of = |db: &Option<String>| db.as_deref().is_some_and(|db| is_backend_of(&text, db));
+            let now = if of(&self.procs.db) {
+                &mut bench_now
+            } else if of(&self.procs.broker_db) {
+                &mut broker_now
+            } else {
+                continue;
+            };
+            if let Some((t, started)) = read_stat(pid) {
+                now.insert((pid, started), t);
             }
         }
         self.others.retain(|p| alive.contains(p));
+        self.postgres.advance(bench_now);
+        self.broker_storage.advance(broker_now);
+    }
+}
+
+impl Backends {
+    /// Adds what each backend used since the last sample, then remembers `now`.
+    fn advance(&mut self, now: HashMap<(u32, u64), u64>) {
         for (key, t) in &now {
-            self.postgres += t.saturating_sub(self.backends.get(key).copied().unwrap_or(0));
+            self.total += t.saturating_sub(self.last.get(key).copied().unwrap_or(0));
         }
-        self.backends = now;
+        self.last = now;
     }
 }
 
