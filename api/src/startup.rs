@@ -142,6 +142,10 @@ impl Application {
             shutdown.clone(),
         ));
         tokio::spawn(prune_replies(state.replies.clone(), shutdown.clone()));
+        tokio::spawn(crate::http_metrics::run_upkeep(
+            state.metrics.clone(),
+            shutdown.clone(),
+        ));
         tokio::spawn(crate::rate_limits::run_forgetter(
             state.limits.clone(),
             shutdown.clone(),
