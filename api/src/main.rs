@@ -2,6 +2,11 @@
 
 use concert_api::{ApiConfig, Application};
 
+/// mimalloc instead of glibc's malloc: the api's profile under load spent more in glibc's allocator
+/// (`_int_malloc`, `malloc_consolidate`, `unlink_chunk`) than in its own code (docs/PERFORMANCE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     concert_core::telemetry::init("info,tower_http=warn,sqlx=warn,rdkafka=warn");

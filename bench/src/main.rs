@@ -59,6 +59,11 @@ use crate::scale::PlaceCheck;
 use crate::stats::Recorder;
 use crate::verify::Ledger;
 
+/// mimalloc, as the api and the workers use: the load generator shares the cores with the stack it measures,
+/// and glibc's allocator was a large share of every process's profile.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The phases of every round, in the order they run (each is described at [`Phase`]).
 const ROUND_PHASES: &[Phase] = &[
     Phase::OnSale,

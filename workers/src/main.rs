@@ -6,6 +6,11 @@ use concert_core::config::Settings;
 use concert_workers::WorkerConfig;
 use tokio::sync::watch;
 
+/// mimalloc instead of glibc's malloc: the api's profile under load spent more in glibc's allocator
+/// (`_int_malloc`, `malloc_consolidate`, `unlink_chunk`) than in its own code (docs/PERFORMANCE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "concert-worker",
