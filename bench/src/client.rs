@@ -74,6 +74,11 @@ pub struct Api {
 }
 
 impl Api {
+    /// The api's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// A client for `base` (no trailing slash needed) with the admin bearer token.
     pub fn new(base: &str, admin: &str) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
@@ -357,7 +362,8 @@ impl Api {
 }
 
 /// A problem document's code, or `HTTP_<status>` when the body carries none.
-fn failed(status: StatusCode, body: &Value) -> Outcome {
+/// A failed answer's outcome: the problem's `code`, or `HTTP_<status>` when the body has none.
+pub fn failed(status: StatusCode, body: &Value) -> Outcome {
     let code = body
         .get("code")
         .and_then(Value::as_str)

@@ -18,6 +18,7 @@ use crate::figures::{closed_loop_figures, PhaseFigures};
 use crate::rounds;
 use crate::setup::Concert;
 use crate::stats::{OpStats, Recorder};
+use crate::status_poller::StatusPoller;
 use crate::verify::{expected_codes, Kind, Ledger};
 
 /// Most seats a date may have (`MAX_SEATS` in the service).
@@ -198,10 +199,12 @@ impl HoldBench {
             set.spawn(async move {
                 let mut local = OpStats::default();
                 let mut i = w;
+                let mut poller =
+                    StatusPoller::new(me.api.base()).expect("the bench's api is plain http");
                 while Instant::now() < until {
                     let (idx, _, qt) = &me.users[i % me.users.len()];
                     i += workers;
-                    let (out, _, t) = me.api.queue_status(qt).await;
+                    let (out, t) = poller.poll(qt).await;
                     local.record(t, Instant::now(), out.code());
                     if !matches!(out, Outcome::Done(_)) {
                         me.ledger.observe(&op, *idx, None, &out, &[]);

@@ -35,6 +35,7 @@ mod setup;
 mod soak;
 mod spread;
 mod stats;
+mod status_poller;
 mod streams;
 mod svg;
 mod user;
