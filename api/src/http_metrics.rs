@@ -30,25 +30,6 @@ pub fn recorder() -> PrometheusHandle {
         .clone()
 }
 
-/// Drains the histograms' sample buckets every few seconds until shutdown. The exporter keeps every
-/// recorded sample until something renders or upkeeps it; without this an api nobody scrapes grew by every
-/// request's latency samples (the soak's 88 KiB a minute of api RSS).
-pub async fn run_upkeep(
-    handle: PrometheusHandle,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(UPKEEP_EVERY);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => handle.run_upkeep(),
-            _ = shutdown.changed() => return,
-        }
-    }
-}
-
-/// How often [`run_upkeep`] drains the buckets.
-const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Middleware counting each request by method, route template and status, and timing it. Every label
 /// comes from a fixed set (methods below, route templates, status codes), so no client can grow the
 /// series: a made-up method is `OTHER`, an unknown path `unmatched`.

@@ -142,7 +142,7 @@ impl Application {
             shutdown.clone(),
         ));
         tokio::spawn(prune_replies(state.replies.clone(), shutdown.clone()));
-        tokio::spawn(crate::http_metrics::run_upkeep(
+        tokio::spawn(concert_core::telemetry::drain_histograms(
             state.metrics.clone(),
             shutdown.clone(),
         ));

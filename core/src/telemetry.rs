@@ -1,5 +1,10 @@
-//! Logging setup: JSON lines when `LOG_FORMAT=json` (production), human-readable otherwise.
+//! Logging setup: JSON lines when `LOG_FORMAT=json` (production), human-readable otherwise; and the upkeep of
+//! the Prometheus recorder every process keeps.
 
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber once; later calls are no-ops (tests call it per test).
@@ -14,4 +19,21 @@ pub fn init(default_filter: &str) {
     } else {
         builder.try_init()
     };
+}
+
+/// How often [`drain_histograms`] runs the recorder's upkeep.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs the recorder's upkeep every few seconds until shutdown. The exporter keeps every recorded histogram
+/// sample until the registry is rendered or upkept, and only its own HTTP listener (which the api and the
+/// workers do not use) would do that: without this a process nobody scrapes grows by every sample (the api
+/// did, by each request's latencies).
+pub async fn drain_histograms(handle: PrometheusHandle, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(UPKEEP_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => handle.run_upkeep(),
+            _ = shutdown.changed() => return,
+        }
+    }
 }

@@ -14,7 +14,7 @@ use concert_core::commands::CommandKind;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
 
-use crate::backoff::{sleep_or_stop, stopped};
+use crate::backoff::stopped;
 
 const COMMANDS: &str = "concert_worker_commands_total";
 const DEAD_LETTERS: &str = "concert_worker_dead_letters_total";
@@ -120,14 +120,10 @@ pub(crate) async fn serve(port: u16, mut shutdown: watch::Receiver<bool>) -> any
         .with_context(|| format!("binding the metrics port {port}"))?;
     tracing::info!(addr = %listener.local_addr()?, "serving metrics");
 
-    // Without the exporter's own HTTP listener nobody else drains histogram buckets: do it here.
-    let upkeep = handle.clone();
-    let mut upkeep_stop = shutdown.clone();
-    tokio::spawn(async move {
-        while sleep_or_stop(Duration::from_secs(5), &mut upkeep_stop).await {
-            upkeep.run_upkeep();
-        }
-    });
+    tokio::spawn(concert_core::telemetry::drain_histograms(
+        handle.clone(),
+        shutdown.clone(),
+    ));
 
     let app = Router::new().route(
         "/metrics",
