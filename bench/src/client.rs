@@ -361,8 +361,7 @@ impl Api {
     }
 }
 
-/// A problem document's code, or `HTTP_<status>` when the body carries none.
-/// A failed answer's outcome: the problem's `code`, or `HTTP_<status>` when the body has none.
+/// A failed answer's outcome: the problem document's `code`, or `HTTP_<status>` when the body carries none.
 pub fn failed(status: StatusCode, body: &Value) -> Outcome {
     let code = body
         .get("code")

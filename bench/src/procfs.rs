@@ -123,8 +123,7 @@ impl Sampler {
         if let Some((t, _)) = read_stat(me) {
             ticks.insert(BENCH.to_owned(), t);
         }
-        let dbs = [self.procs.db.as_deref(), self.procs.broker_db.as_deref()];
-        if dbs.iter().any(Option::is_some) {
+        if self.procs.db.is_some() || self.procs.broker_db.is_some() {
             self.follow_backends();
         }
         if self.procs.db.is_some() {

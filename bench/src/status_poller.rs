@@ -2,8 +2,8 @@
 //! `GET /v1/queue/status` a second from the two cores the stack runs on, and through reqwest (the URL parsed
 //! per request, a connection pool shared by every poller, each answer's headers copied and its body parsed
 //! as JSON) the load generator spent more CPU per poll than the api answering it (45-55 µs against 32-41,
-//! docs/PERFORMANCE.md). Each poller keeps one keep-alive connection and reads a body only when the answer
-//! is not a success.
+//! docs/PERFORMANCE.md). Each poller keeps one keep-alive connection and parses a body only when the answer
+//! is not a success (a success's body is only drained, so the connection can be used again).
 
 use std::time::Instant;
 
@@ -50,7 +50,7 @@ impl StatusPoller {
         })
     }
 
-    /// `GET /v1/queue/status` with `queue_token`: the outcome (a success's body is not read into it) and when
+    /// `GET /v1/queue/status` with `queue_token`: the outcome (a success's body is not parsed into it) and when
     /// the request went out. A failed connection is reported as [`Outcome::Transport`] and replaced next time.
     pub async fn poll(&mut self, queue_token: &str) -> (Outcome, Instant) {
         let sent = Instant::now();
